@@ -1,0 +1,174 @@
+"""The one reranking protocol every domain implements.
+
+A domain reranker subclasses :class:`Reranker` and implements :meth:`Reranker.score` (and, for speed,
+:meth:`Reranker.score_batch`). :meth:`Reranker.rank` and :func:`rerank_run` are shared, so every domain
+sorts the same way: **score descending, then candidate id ascending** (the one documented tie-break,
+also applied by :func:`polyrank.shared.evaluation.evaluate`).
+
+Runs and qrels use the pytrec_eval shape: ``{query_id: {doc_id: score}}``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from polyrank.shared.errors import PolyrankError
+
+Run = dict[str, dict[str, float]]
+Qrels = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One item to rerank: its id, its content (text, image path, article, peptide...), first-stage score."""
+
+    id: str
+    content: Any = None
+    score: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    """One reranked item. ``rank`` is 1-based; ``explanation`` carries domain evidence (key sentences...)."""
+
+    candidate_id: str
+    score: float
+    rank: int
+    content: Any = None
+    explanation: Mapping[str, Any] | None = None
+
+
+def tie_break_order(ids: Sequence[str], scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Indices that sort by score descending, then id ascending (deterministic, independent of input order)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(ids) != len(scores):
+        raise ValueError(f"got {len(ids)} ids but {len(scores)} scores; they must pair up one to one")
+    id_rank = np.argsort(np.asarray(ids, dtype=object).astype(str), kind="stable")
+    id_position = np.empty(len(ids), dtype=np.int64)
+    id_position[id_rank] = np.arange(len(ids))
+    return np.lexsort((id_position, -scores))
+
+
+def as_candidates(items: Iterable[Any]) -> list[Candidate]:
+    """Normalise user input: Candidate, ``(id, content)`` pairs, dicts with ``id``, or bare contents."""
+    candidates = []
+    for position, item in enumerate(items):
+        if isinstance(item, Candidate):
+            candidates.append(item)
+        elif isinstance(item, tuple) and len(item) == 2:
+            candidates.append(Candidate(id=str(item[0]), content=item[1]))
+        elif isinstance(item, Mapping) and "id" in item:
+            rest = {k: v for k, v in item.items() if k not in ("id", "content", "score")}
+            candidates.append(Candidate(str(item["id"]), item.get("content"), item.get("score"), rest))
+        else:
+            candidates.append(Candidate(id=str(position), content=item))
+    seen: set[str] = set()
+    for candidate in candidates:
+        if candidate.id in seen:
+            raise PolyrankError(f"duplicate candidate id {candidate.id!r}: ids must be unique within a list")
+        seen.add(candidate.id)
+    return candidates
+
+
+def _checked_scores(scores: Any, n: int, name: str) -> np.ndarray:
+    array = np.asarray(scores, dtype=np.float64).reshape(-1) if n else np.zeros(0)
+    if array.shape != (n,):
+        raise PolyrankError(f"{name}.score returned {array.shape[0]} scores for {n} candidates")
+    if not np.all(np.isfinite(array)):
+        raise PolyrankError(f"{name}.score returned NaN or inf for {int((~np.isfinite(array)).sum())} candidates")
+    return array
+
+
+class Reranker(ABC):
+    """Base class of every domain reranker (the Python-API face; training lives in LightningModules)."""
+
+    name: str = "reranker"
+
+    @abstractmethod
+    def score(self, query: Any, candidates: Sequence[Candidate]) -> np.ndarray:
+        """Relevance of each candidate to ``query``, shape ``(len(candidates),)``, higher is better."""
+
+    def score_batch(self, queries: Sequence[Any], candidate_lists: Sequence[Sequence[Candidate]]) -> list[np.ndarray]:
+        """Scores for several queries; domains override this with a vectorised version."""
+        return [self.score(q, c) for q, c in zip(queries, candidate_lists)]
+
+    def explain(self, query: Any, candidates: Sequence[Candidate]) -> list[Mapping[str, Any] | None]:
+        """Optional per-candidate evidence shown next to a ranking (e.g. MTM's key sentences)."""
+        return [None] * len(candidates)
+
+    def rank(self, query: Any, candidates: Iterable[Any], top_k: int | None = None,
+             explain: bool = False) -> list[RankedCandidate]:
+        """Candidates sorted by score (descending, ties by id), with 1-based ranks.
+
+        >>> class Overlap(Reranker):
+        ...     def score(self, query, candidates):
+        ...         return np.array([len(set(query.split()) & set(c.content.split())) for c in candidates])
+        >>> [r.candidate_id for r in Overlap().rank("red fox", [("a", "blue sky"), ("b", "red fox")])]
+        ['b', 'a']
+        """
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
+        cands = as_candidates(candidates)
+        if not cands:
+            return []
+        scores = _checked_scores(self.score(query, cands), len(cands), type(self).__name__)
+        evidence = self.explain(query, cands) if explain else [None] * len(cands)
+        return _ranked(cands, scores, evidence, top_k)
+
+
+def _ranked(cands: Sequence[Candidate], scores: np.ndarray, evidence: Sequence[Any],
+            top_k: int | None) -> list[RankedCandidate]:
+    order = tie_break_order([c.id for c in cands], scores)[:top_k]
+    return [RankedCandidate(cands[i].id, float(scores[i]), r + 1, cands[i].content, evidence[i])
+            for r, i in enumerate(order)]
+
+
+def _top_candidates(first_stage: Mapping[str, float], depth: int, corpus: Mapping[str, Any] | Callable,
+                    qid: str) -> tuple[list[Candidate], list[str]]:
+    ids = list(first_stage)
+    order = tie_break_order(ids, [first_stage[i] for i in ids])
+    ordered = [ids[i] for i in order]
+    head, tail = ordered[:depth], ordered[depth:]
+    lookup = corpus if callable(corpus) else corpus.__getitem__
+    candidates = []
+    for doc_id in head:
+        try:
+            content = lookup(doc_id)
+        except KeyError:
+            raise PolyrankError(f"run lists document {doc_id!r} for query {qid!r}, but the corpus has no such "
+                                "id; check that the run and the corpus come from the same collection") from None
+        candidates.append(Candidate(doc_id, content, float(first_stage[doc_id])))
+    return candidates, tail
+
+
+def rerank_run(run: Run, reranker: Reranker, queries: Mapping[str, Any], corpus: Mapping[str, Any] | Callable,
+               depth: int = 100, batch_size: int = 16) -> Run:
+    """Rerank the top ``depth`` documents of each query of a first-stage run; the tail keeps its order.
+
+    The reranked head keeps the reranker's scores; the tail is placed below the head's minimum so that
+    any evaluator sees head-then-tail.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    missing = [q for q in run if q not in queries]
+    if missing:
+        raise PolyrankError(f"{len(missing)} run queries have no query text, e.g. {missing[:3]}; "
+                            "pass the queries file the run was made from")
+    qids = sorted(run)
+    out: Run = {}
+    for start in range(0, len(qids), batch_size):
+        chunk = qids[start:start + batch_size]
+        heads, tails = zip(*(_top_candidates(run[q], depth, corpus, q) for q in chunk))
+        scored = reranker.score_batch([queries[q] for q in chunk], heads)
+        for qid, head, tail, scores in zip(chunk, heads, tails, scored):
+            scores = _checked_scores(scores, len(head), type(reranker).__name__)
+            out[qid] = {c.id: float(s) for c, s in zip(head, scores)}
+            floor = float(scores.min()) if len(scores) else 0.0
+            out[qid].update({doc_id: floor - 1.0 - j for j, doc_id in enumerate(tail)})
+    return out
