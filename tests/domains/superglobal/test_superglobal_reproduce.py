@@ -1,0 +1,79 @@
+"""Paper-row configs parse and say what they miss; the demo runs (slow)."""
+
+from pathlib import Path
+
+import pytest
+
+from polyrank.shared.errors import MissingResourceError
+from polyrank.shared.reproduce import _parse, reproduce
+
+CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs" / "superglobal").glob("r*.yaml"))
+
+
+def test_there_are_paper_rows():
+    assert len(CONFIGS) == 20
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_rows_parse_with_expected_figures(config):
+    cfg = _parse(config)
+    assert set(cfg.expected) == {"mAP_medium", "mAP_hard"}
+    assert "Expected mAP" in config.read_text().splitlines()[2]
+
+
+def test_missing_data_is_listed(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYRANK_DATA_DIR", str(tmp_path))
+    with pytest.raises(MissingResourceError, match="gnd_roxford5k.pkl.*CVPR2022_CVNet_R50.pyth"):
+        reproduce(CONFIGS[[c.stem for c in CONFIGS].index("r50_sgrr_roxford5k")])
+
+
+@pytest.mark.slow
+def test_demo_runs(tmp_path):
+    from polyrank.domains.superglobal.demo import run_demo
+    from polyrank.shared.demo import DemoContext
+    from polyrank.shared.reproduce import data_dir
+
+    section = run_demo(DemoContext(tmp_path, data_dir(), 0, "cpu"))
+    assert len(section.tables[0].rows) == 7 and Path(section.figures[0].path).is_file()
+
+
+@pytest.mark.slow
+def test_demo_falls_back_to_scikit_learn_photos(tmp_path):
+    from polyrank.domains.superglobal.demo import run_demo
+    from polyrank.shared.demo import DemoContext
+
+    section = run_demo(DemoContext(tmp_path, None, 0, "cpu"))
+    assert "scikit-learn" in section.notes[0] and Path(section.figures[0].path).is_file()
+
+
+@pytest.mark.slow
+def test_row_runs_end_to_end_on_a_toy_revisitop_copy(tmp_path):
+    """A random R50 saved with CVNet key names + a 6-image revisitop layout: the row runs and reports."""
+    import pickle
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from polyrank.domains.superglobal.checkpoints import ours_to_pycls
+    from polyrank.domains.superglobal.model import GlobalModel
+    from polyrank.domains.superglobal.reproduce import SuperGlobalRow
+
+    root = tmp_path / "revisitop"
+    (root / "roxford5k" / "jpg").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"im{i}" for i in range(6)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (140, 150, 3)).astype(np.uint8)).save(root / "roxford5k" / "jpg" /
+                                                                                   f"{name}.jpg")
+    gnd = [{"bbx": [0, 0, 140, 130], "easy": [1], "hard": [2], "junk": [0]}]
+    (root / "roxford5k" / "gnd_roxford5k.pkl").write_bytes(
+        pickle.dumps({"imlist": names[:5], "qimlist": [names[5]], "gnd": gnd}))
+    model = GlobalModel("resnet50", reduction_dim=2048)
+    torch.save({"model_state": {"encoder_q." + ours_to_pycls(k): v for k, v in model.state_dict().items()}},
+               root / "CVPR2022_CVNet_R50.pyth")
+    row = SuperGlobalRow("roxford5k", 50, data_root=str(root), m=5, k=2, device="cpu")
+    assert row.missing() == []
+    out = row.run()
+    assert {"mAP_easy", "mAP_medium", "mAP_hard", "mP@1_hard"} <= set(out)
+    assert all(0 <= v <= 100 for v in out.values())
