@@ -1,0 +1,153 @@
+"""RankNovo as a polyrank :class:`Reranker` and the ``rerank(spectra, candidates)`` API.
+
+Query = a :class:`~polyrank.domains.ranknovo.spectra.Spectrum`; candidates = peptide strings (any
+notation). ``score = -predicted PMD``, so the shared ``rank`` puts the lowest predicted PMD first (the
+reference's ``argmin``); ``explain`` gives the predicted RMD of each residue. Works zero-shot with any
+number of candidates (no row embedding), e.g. a different number or set of base models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polyrank.domains.ranknovo.dataset import Example, collate
+from polyrank.domains.ranknovo.model import RankNovo
+from polyrank.domains.ranknovo.peptides import parse_peptide
+from polyrank.domains.ranknovo.spectra import Spectrum
+from polyrank.shared.atomic import atomic_directory
+from polyrank.shared.errors import PolyrankError
+from polyrank.shared.protocol import Candidate, Reranker
+from polyrank.shared.registry import write_manifest
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+@dataclass
+class RerankResult:
+    """One spectrum: index of the pick, the pick, predicted PMD per candidate, predicted RMD per residue."""
+
+    pick_index: int
+    pick: str | None
+    pmd: np.ndarray  # (N,), inf for missing candidates
+    rmd: list[np.ndarray | None]
+
+
+class RankNovoReranker(Reranker):
+    """Inference wrapper: batches spectra, builds MSAs, runs the network under ``torch.inference_mode``."""
+
+    name = "ranknovo"
+
+    def __init__(self, model: RankNovo, config: Mapping[str, Any], registry_name: str = "ranknovo.tiny",
+                 device: str | torch.device = "cpu", batch_size: int = 64, n_peaks: int = 300,
+                 bf16: bool = False) -> None:
+        self.model = model.to(device).eval()
+        self.config = dict(config)
+        self.registry_name = registry_name
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.n_peaks = n_peaks
+        self.bf16 = bf16  # autocast matmuls to bfloat16 (CUDA); masses and sinusoids stay float32
+
+    def rerank(self, spectra: Sequence[Spectrum],
+               candidates: Sequence[Sequence[str | None]]) -> list[RerankResult]:
+        """Pick the lowest-predicted-PMD candidate of each spectrum (``None`` candidates never win)."""
+        if len(spectra) != len(candidates):
+            raise PolyrankError(f"{len(spectra)} spectra but {len(candidates)} candidate lists; "
+                                "they must align")
+        results: list[RerankResult] = []
+        for start in range(0, len(spectra), self.batch_size):
+            examples = [Example(s, list(c)) for s, c in zip(spectra[start:start + self.batch_size],
+                                                              candidates[start:start + self.batch_size])]
+            results.extend(self._rerank_batch(examples))
+        return results
+
+    @torch.inference_mode()
+    def _rerank_batch(self, examples: Sequence[Example]) -> list[RerankResult]:
+        table = self.config.get("mass_table", "reference")
+        batch = collate(examples, self.n_peaks, table, self.model.max_length, with_labels=False)
+        batch = batch.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(batch.spectra, batch.precursors, batch.msa.tokens)
+        pmd, rmd = out["pmd"].cpu().numpy(), out["rmd"].cpu().float().numpy()
+        results = []
+        for b, ex in enumerate(examples):
+            n = len(ex.candidates)
+            scores = pmd[b, :n]
+            lengths = [None if c is None or not str(c).strip() else len(parse_peptide(c))
+                       for c in ex.candidates]
+            per_residue = [None if ln is None else rmd[b, k, 1:1 + ln].copy() for k, ln in enumerate(lengths)]
+            if not n or np.all(np.isinf(scores)):
+                results.append(RerankResult(-1, None, scores, per_residue))
+                continue
+            k = int(np.argmin(scores))
+            results.append(RerankResult(k, ex.candidates[k], scores, per_residue))
+        return results
+
+    def score(self, query: Spectrum, candidates: Sequence[Candidate]) -> np.ndarray:
+        return self.score_batch([query], [candidates])[0]
+
+    def score_batch(self, queries: Sequence[Spectrum],
+                    candidate_lists: Sequence[Sequence[Candidate]]) -> list[np.ndarray]:
+        results = self.rerank(list(queries), [[c.content for c in cands] for cands in candidate_lists])
+        return [-r.pmd for r in results]
+
+    def explain(self, query: Spectrum, candidates: Sequence[Candidate]) -> list[Mapping[str, Any] | None]:
+        result = self.rerank([query], [[c.content for c in candidates]])[0]
+        return [{"predicted_pmd": float(result.pmd[k]), "tokens": parse_peptide(c.content),
+                 "predicted_rmd": result.rmd[k].tolist()} for k, c in enumerate(candidates)]
+
+    def save(self, directory: str | Path) -> Path:
+        """Weights (safetensors) + architecture config + polyrank manifest, written atomically."""
+        from safetensors.torch import save_file
+
+        with atomic_directory(directory) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                      str(Path(tmp) / WEIGHTS))
+            (Path(tmp) / CONFIG).write_text(json.dumps(self.config, indent=2, sort_keys=True))
+            write_manifest(tmp, self.registry_name)
+        return Path(directory)
+
+
+ARCH_KEYS = ("dim_model", "n_head", "dim_feedforward", "n_layers", "dropout", "max_length", "max_charge",
+             "use_col", "mass_table")
+
+
+def build_reranker(config: Mapping[str, Any], registry_name: str, checkpoint: str | None = None,
+                   device: str = "cpu", **kwargs: Any) -> RankNovoReranker:
+    """A reranker from an architecture ``config``; ``checkpoint``: a saved directory or a ``.ckpt``."""
+    config = {k: v for k, v in config.items() if k in ARCH_KEYS}
+    state = None
+    if checkpoint is not None:
+        config, state = _load_checkpoint(Path(checkpoint), config)
+    model = RankNovo(**config)
+    if state is not None:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise PolyrankError(f"checkpoint {checkpoint} does not fit RankNovo({config}): "
+                                f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return RankNovoReranker(model, config, registry_name, device, **kwargs)
+
+
+def _load_checkpoint(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if path.is_dir():
+        from safetensors.torch import load_file
+
+        if not (path / WEIGHTS).is_file():
+            raise PolyrankError(f"{path} has no {WEIGHTS}; expected a directory written by "
+                                "RankNovoReranker.save")
+        saved = json.loads((path / CONFIG).read_text()) if (path / CONFIG).is_file() else {}
+        arch = {**config, **{k: v for k, v in saved.items() if k in ARCH_KEYS}}
+        return arch, load_file(str(path / WEIGHTS))
+    if not path.is_file():
+        raise PolyrankError(f"checkpoint {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    hparams = ckpt.get("hyper_parameters", {})
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    return {**config, **{k: v for k, v in hparams.items() if k in ARCH_KEYS}}, state
