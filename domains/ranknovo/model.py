@@ -110,8 +110,8 @@ def _masked_softmax(logits: torch.Tensor, key_mask: torch.Tensor) -> torch.Tenso
     return logits.masked_fill(key_mask, torch.finfo(logits.dtype).min).softmax(dim=-1)
 
 
-class RowSelfAttention(nn.Module):
-    """Tied row attention (MSA Transformer): one attention map per MSA, logits summed over its rows."""
+class _AxialAttention(nn.Module):
+    """Shared projections of the two axial attentions (fused q/k/v, output, attention dropout)."""
 
     def __init__(self, dim: int, n_head: int, dropout: float) -> None:
         super().__init__()
@@ -119,6 +119,10 @@ class RowSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
+
+
+class RowSelfAttention(_AxialAttention):
+    """Tied row attention (MSA Transformer): one attention map per MSA, logits summed over its rows."""
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:  # x (B, R, C, D), pad (B, R, C)
         b, r, c, _ = x.shape
@@ -133,15 +137,8 @@ class RowSelfAttention(nn.Module):
         return self.out(out)
 
 
-class ColumnSelfAttention(nn.Module):
+class ColumnSelfAttention(_AxialAttention):
     """Attention across candidates at each MSA column (padded rows are never attended to)."""
-
-    def __init__(self, dim: int, n_head: int, dropout: float) -> None:
-        super().__init__()
-        self.n_head, self.head_dim = n_head, dim // n_head
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         b, r, c, _ = x.shape
