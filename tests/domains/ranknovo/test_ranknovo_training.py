@@ -68,11 +68,12 @@ def test_non_finite_gradients_are_skipped():
     assert all(torch.count_nonzero(p.grad) == 0 for p in module.parameters())
 
 
-def test_tiny_config_trains_end_to_end(tmp_path):
-    pytest.importorskip("polyrank.shared.cli", reason="the lead's CLI is not there yet")
+def test_tiny_config_trains_end_to_end(tmp_path, shared_data):
     from polyrank.shared.cli import main
 
-    main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path)])
+    fasta = shared_data / "peptides" / "casanovo" / "preprocessed_mouse.fasta"
+    assert main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
+                 "--data.fasta", str(fasta)]) == 0
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     from polyrank.shared.registry import load

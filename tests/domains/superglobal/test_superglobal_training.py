@@ -46,5 +46,5 @@ def test_loss_falls_on_generated_landmarks(tmp_path):
 def test_cli_fit_on_tiny_config(tmp_path):
     from polyrank.shared.cli import main
 
-    main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path)])
+    assert main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path)]) == 0
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
