@@ -66,6 +66,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         yield staging
         backup = path.with_name(f".{path.name}.old")
         if path.exists():
+            shutil.rmtree(backup, ignore_errors=True)  # a stale copy left by an earlier crash after recovery
             os.replace(path, backup)
         os.replace(staging, path)
         _fsync_dir(path.parent)

@@ -56,7 +56,7 @@ def index(output: Path, corpus: Path | None = None, vectors: Path | None = None,
         vectors: a ``.npy`` float32 matrix (n, dim), instead of ``corpus``.
         ids: text file with one id per line, aligned with ``vectors``.
         factory: FAISS index factory string (``Flat``, ``HNSW32``, ``IVF1024,Flat``, ``IVF1024,PQ16``).
-        metric: ``ip`` (inner product) or ``l2``.
+        metric: ``ip`` (inner product), ``cosine`` or ``l2``.
         encoder: local sentence-encoder directory (default: all-MiniLM-L6-v2 from its PyPI package).
         batch_size: encoding batch size.
     """
@@ -118,9 +118,7 @@ def search(store: Path, output: Path, queries: Path | None = None, query_vectors
             raise PolyrankError("--query_vectors needs --query_ids: one query id per line, in row order")
         matrix = np.load(query_vectors, allow_pickle=False)
         qids = Path(query_ids).read_text(encoding="utf-8").split()
-    index_ = CandidateStore.load(store)
-    scores, ids = index_.search(matrix, min(k, len(index_)))
-    run = {q: {str(d): float(s) for d, s in zip(row_ids, row_scores)} for q, row_ids, row_scores in zip(qids, ids, scores)}
+    run = CandidateStore.load(store).search_run(qids, matrix, k)
     write_run(run, output, tag="polyrank-search")
     logger.info("wrote %d queries x %d candidates to %s", len(qids), k, output)
 

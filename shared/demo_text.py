@@ -91,9 +91,8 @@ def _bm25_run(docs: dict[str, str], queries: dict[str, str], k: int) -> Run:
 
 def _dense_run(store, qids: list[str], vectors: np.ndarray, k: int) -> tuple[Run, float]:
     start = time.perf_counter()
-    scores, ids = store.search(vectors, min(k, len(store)))
-    elapsed = time.perf_counter() - start
-    return {q: {str(d): float(s) for d, s in zip(ids[n], scores[n])} for n, q in enumerate(qids)}, elapsed
+    run = store.search_run(qids, vectors, min(k, len(store)))
+    return run, time.perf_counter() - start
 
 
 def text_pipeline(ctx: DemoContext, k: int = 100, max_docs: int = 1500) -> ReportSection:

@@ -29,7 +29,7 @@ def canonical_measure(name: str) -> str:
     """The ir-measures spelling of a measure name or alias."""
     for pattern, repl in _ALIASES:
         if re.match(pattern, name):
-            return re.sub(pattern, repl, name).replace("None", "")
+            return re.sub(pattern, repl, name)
     return name
 
 
@@ -85,7 +85,8 @@ def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = ("nDCG@10", "AP",
     judged = _judged_queries(qrels)
     if not judged:
         raise PolyrankError("the qrels hold no relevant document for any query; nothing can be evaluated")
-    ranked = tie_broken({q: d for q, d in run.items() if q in set(judged)})
+    judged_set = set(judged)
+    ranked = tie_broken({q: d for q, d in run.items() if q in judged_set})
     per_query: dict[str, dict[str, float]] = {name: {} for name in measures}
     by_measure = {repr(m): name for name, m in parsed.items()}
     if ranked:

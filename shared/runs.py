@@ -52,7 +52,7 @@ def write_run(run: Run, path: str | Path, tag: str = "polyrank", depth: int | No
             docs = run[qid]
             ids = list(docs)
             for rank, i in enumerate(tie_break_order(ids, [docs[d] for d in ids])[:depth], start=1):
-                handle.write(f"{qid} Q0 {ids[i]} {rank} {docs[ids[i]]:.6f} {tag}\n")
+                handle.write(f"{qid} Q0 {ids[i]} {rank} {float(docs[ids[i]])!r} {tag}\n")  # exact round trip
     return Path(path)
 
 

@@ -129,12 +129,16 @@ class MTMReranker(Reranker):
             raise PolyrankError(f"{directory} has no mtm_config.json; expected a directory written by MTMReranker.save")
         cfg = json.loads(cfg_path.read_text())
         backbone = cfg.pop("backbone", "tiny")
-        cfg.update({k: v for k, v in overrides.items() if k in _CONFIG_KEYS})
+        unknown = sorted(set(overrides) - set(_CONFIG_KEYS) - {"batch_size"})
+        if unknown:
+            raise PolyrankError(f"unknown MTM override(s) {unknown}; valid: {sorted(_CONFIG_KEYS) + ['batch_size']}")
+        batch_size = overrides.pop("batch_size", 64)
+        cfg.update(overrides)
         tokenizer = load_tokenizer(directory / "bert")
         model = MTM(BertConfig.from_pretrained(str(directory / "bert")), cls_id=tokenizer.cls_token_id,
                     sep_id=tokenizer.sep_token_id, **cfg)
         model.load_state_dict(load_file(str(directory / "model.safetensors")))
-        return cls(model, tokenizer, backbone=backbone, device=device)
+        return cls(model, tokenizer, backbone=backbone, device=device, batch_size=batch_size)
 
     @classmethod
     def untrained(cls, backbone: str = "tiny", device: str | None = None, **kwargs: Any) -> MTMReranker:

@@ -71,7 +71,7 @@ class RankNovoModule(L.LightningModule):
     def __init__(self, dim_model: int = 512, n_head: int = 8, dim_feedforward: int = 1024, n_layers: int = 8,
                  dropout: float = 0.3, max_length: int = 100, max_charge: int = 5, use_col: bool = True,
                  mass_table: Literal["reference", "pyteomics"] = "reference", lr: float = 1e-4,
-                 weight_decay: float = 8e-5, warmup_steps: int = 100, max_steps: int = 1000,
+                 weight_decay: float = 8e-5, warmup_steps: int = 100, max_steps: int | None = None,
                  rmd_weight: float = 1.0, loss: Literal["mse", "l1", "huber"] = "mse") -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,10 +114,16 @@ class RankNovoModule(L.LightningModule):
             for g in grads:
                 g.zero_()
 
+    def _schedule_steps(self) -> int:
+        """Length of the cosine schedule: ``max_steps`` when given, else the trainer's optimiser-step count."""
+        if self.hparams.max_steps is not None:
+            return int(self.hparams.max_steps)
+        return int(self.trainer.estimated_stepping_batches)
+
     def configure_optimizers(self) -> dict:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, partial(warmup_cosine, warmup=self.hparams.warmup_steps, total=self.hparams.max_steps))
+            opt, partial(warmup_cosine, warmup=self.hparams.warmup_steps, total=self._schedule_steps()))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 

@@ -96,11 +96,12 @@ class RankNovoReranker(Reranker):
     def score_batch(self, queries: Sequence[Spectrum],
                     candidate_lists: Sequence[Sequence[Candidate]]) -> list[np.ndarray]:
         results = self.rerank(list(queries), [[c.content for c in cands] for cands in candidate_lists])
-        return [-r.pmd for r in results]
+        return [_finite_scores(-r.pmd) for r in results]
 
     def explain(self, query: Spectrum, candidates: Sequence[Candidate]) -> list[Mapping[str, Any] | None]:
         result = self.rerank([query], [[c.content for c in candidates]])[0]
-        return [{"predicted_pmd": float(result.pmd[k]), "tokens": parse_peptide(c.content),
+        return [None if result.rmd[k] is None else
+                {"predicted_pmd": float(result.pmd[k]), "tokens": parse_peptide(c.content),
                  "predicted_rmd": result.rmd[k].tolist()} for k, c in enumerate(candidates)]
 
     def save(self, directory: str | Path) -> Path:
@@ -148,6 +149,18 @@ def _load_checkpoint(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any]
     if not path.is_file():
         raise PolyrankError(f"checkpoint {path} does not exist")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise PolyrankError(f"{path} is not a Lightning checkpoint of RankNovoModule (no 'state_dict'); expected "
+                            "a .ckpt written by `polyrank fit` or a directory written by RankNovoReranker.save")
     hparams = ckpt.get("hyper_parameters", {})
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     return {**config, **{k: v for k, v in hparams.items() if k in ARCH_KEYS}}, state
+
+
+def _finite_scores(scores: np.ndarray) -> np.ndarray:
+    """Empty/invalid candidates (PMD = inf) rank just below the lowest real candidate, keeping scores finite."""
+    finite = np.isfinite(scores)
+    if finite.all():
+        return scores
+    floor = scores[finite].min() - 1.0 if finite.any() else 0.0
+    return np.where(finite, scores, floor)

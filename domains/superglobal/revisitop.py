@@ -25,6 +25,7 @@ from polyrank.domains.superglobal.extract import Extractor
 from polyrank.domains.superglobal.metrics import ProtocolResult, revisitop_map
 from polyrank.domains.superglobal.rerank import BETA_DEFAULT, K_DEFAULT, M_DEFAULT, rerank_topm
 from polyrank.domains.superglobal.store import build_store
+from polyrank.shared.atomic import atomic_file
 from polyrank.shared.errors import MissingResourceError
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ def extract_dataset(extractor: Extractor, root: str | Path, dataset: str, cache:
     queries = extractor.extract([image(n) for n in gnd.qimlist], [g["bbx"] for g in gnd.gnd], batch_size=1)
     database = extractor.extract([image(n) for n in gnd.imlist], batch_size=1)
     for path, array in zip(cache_files, (queries, database)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, array)
+        with atomic_file(path, "wb") as handle:  # an interrupted run never leaves a truncated cache
+            np.save(handle, array)
     return Descriptors(queries, database, gnd)
 
 

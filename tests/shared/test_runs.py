@@ -14,7 +14,7 @@ RUN = {"q1": {"a": 0.5, "b": 0.5, "c": 2.0}, "q2": {"x": -1.0}}
 def test_run_round_trip_sorted_with_tie_break(tmp_path):
     path = write_run(RUN, tmp_path / "r.trec", tag="t")
     lines = path.read_text().splitlines()
-    assert lines[0] == "q1 Q0 c 1 2.000000 t"
+    assert lines[0] == "q1 Q0 c 1 2.0 t"
     assert [line.split()[2] for line in lines[:3]] == ["c", "a", "b"]
     assert read_run(path) == RUN
 
@@ -65,3 +65,8 @@ def test_real_beir_msmarco_keeps_every_judgment(shared_data):
 def test_beir_folder_missing_parts(tmp_path):
     with pytest.raises(PolyrankError, match="corpus.jsonl is missing"):
         load_beir(tmp_path)
+
+
+def test_run_scores_round_trip_exactly(tmp_path):
+    run = {"q": {"a": 0.1234559, "b": 0.1234561, "c": 1e-12}}
+    assert read_run(write_run(run, tmp_path / "r.trec")) == run  # close scores keep their order on disk

@@ -12,6 +12,7 @@ from polyrank.domains.mtm.datamodule import MTMDataModule
 from polyrank.domains.mtm.module import MTMModule
 from polyrank.domains.mtm.synthetic import synthetic_factcheck
 from polyrank.domains.mtm.train import compare_bm25_mtm
+from polyrank.shared.errors import PolyrankError
 from polyrank.shared.registry import list_rerankers, load
 from polyrank.shared.trainer import build_trainer
 
@@ -102,6 +103,9 @@ def test_round_trip_and_registry_load_give_same_scores(trained):
     keys = ranked[0].explanation["key_sentences"]
     assert 1 <= len(keys) <= 3 and abs(sum(k["weight"] for k in keys) - 1) < 1e-4
     assert all(k["sentence"] in dm.data.articles[ranked[0].candidate_id] for k in keys)
+    assert load(str(root / "saved"), device="cpu", batch_size=4).batch_size == 4
+    with pytest.raises(PolyrankError, match=r"unknown MTM override\(s\) \['batchsize'\]"):
+        load(str(root / "saved"), device="cpu", batchsize=4)
 
 
 def test_bm25_and_mtm_metrics_are_reported(trained):

@@ -8,6 +8,7 @@ from polyrank.domains.ranknovo.dataset import collate, simulated_examples
 from polyrank.domains.ranknovo.model import RankNovo
 from polyrank.domains.ranknovo.reranker import RankNovoReranker
 from polyrank.domains.ranknovo.simulate import simulate_spectrum
+from polyrank.shared.errors import PolyrankError
 from polyrank.shared.registry import list_rerankers, load
 
 PEPTIDES = ["PEPTIDEK", "LGEYGFQNALIVR", "AEFVEVTK", "SLHTLFGDELCK", "VVAGVANALAHK"]
@@ -101,3 +102,18 @@ def test_cuda_matches_cpu():
     cpu = load("ranknovo.tiny").score_batch([spectrum], [_cands()])[0]
     gpu = load("ranknovo.tiny", device="cuda").score_batch([spectrum], [_cands()])[0]
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
+def test_rank_puts_empty_candidates_last_and_explains_the_rest():
+    reranker = load("ranknovo.tiny")
+    spectrum = simulate_spectrum("PEPTIDEK", 2, np.random.default_rng(0))
+    ranked = reranker.rank(spectrum, [("a", "PEPTIDEK"), ("b", ""), ("c", "PEPTLDEK")], explain=True)
+    assert ranked[-1].candidate_id == "b" and ranked[-1].explanation is None
+    assert all(r.explanation and len(r.explanation["predicted_rmd"]) == 8 for r in ranked[:-1])
+    assert all(np.isfinite(r.score) for r in ranked)
+
+
+def test_a_non_lightning_checkpoint_is_refused_clearly(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
+    with pytest.raises(PolyrankError, match="not a Lightning checkpoint of RankNovoModule"):
+        load("ranknovo.tiny", checkpoint=str(tmp_path / "other.ckpt"))

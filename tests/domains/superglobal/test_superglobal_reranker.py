@@ -91,6 +91,14 @@ def test_save_load_round_trip(tiny, photos, tmp_path):
     assert other.extractor.model.stage1 == tiny.extractor.model.stage1
 
 
+def test_save_load_keeps_non_default_rerank_settings(tmp_path):
+    custom = load("superglobal.tiny", m=7, k=3, beta=0.3)
+    custom.save(tmp_path / "saved")
+    restored = load(tmp_path / "saved")
+    assert (restored.m, restored.k, restored.beta) == (7, 3, 0.3)
+    assert load(tmp_path / "saved", k=5).k == 5  # explicit overrides still win
+
+
 def test_end_to_end_revisitop_with_streamed_distractors(tiny, photos, tmp_path):
     root = tmp_path / "data"
     (root / "toy" / "jpg").mkdir(parents=True)
