@@ -102,6 +102,11 @@ class Reranker(ABC):
         """Optional per-candidate evidence shown next to a ranking (e.g. MTM's key sentences)."""
         return [None] * len(candidates)
 
+    def score_and_explain(self, query: Any, candidates: Sequence[Candidate]
+                          ) -> tuple[np.ndarray, list[Mapping[str, Any] | None]]:
+        """Scores and evidence together; domains whose evidence comes from the same forward pass override it."""
+        return self.score(query, candidates), self.explain(query, candidates)
+
     def rank(self, query: Any, candidates: Iterable[Any], top_k: int | None = None,
              explain: bool = False) -> list[RankedCandidate]:
         """Candidates sorted by score (descending, ties by id), with 1-based ranks.
@@ -117,9 +122,11 @@ class Reranker(ABC):
         cands = as_candidates(candidates)
         if not cands:
             return []
-        scores = _checked_scores(self.score(query, cands), len(cands), type(self).__name__)
-        evidence = self.explain(query, cands) if explain else [None] * len(cands)
-        return _ranked(cands, scores, evidence, top_k)
+        if explain:
+            scores, evidence = self.score_and_explain(query, cands)
+        else:
+            scores, evidence = self.score(query, cands), [None] * len(cands)
+        return _ranked(cands, _checked_scores(scores, len(cands), type(self).__name__), evidence, top_k)
 
 
 def _ranked(cands: Sequence[Candidate], scores: np.ndarray, evidence: Sequence[Any],

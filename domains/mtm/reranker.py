@@ -81,7 +81,11 @@ class MTMReranker(Reranker):
 
     def explain(self, query: str, candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
         """Key sentences per article: ``[{"key_sentences": [{"sentence", "index", "weight", "pattern"}]}]``."""
-        sentences, _, keys = self._run(query, candidates)
+        return self.score_and_explain(query, candidates)[1]
+
+    def score_and_explain(self, query: str, candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[dict]]:
+        """Scores and key sentences from one pass of the matcher."""
+        sentences, scores, keys = self._run(query, candidates)
         out = []
         for chunk_start, k in zip(range(0, len(candidates), self.batch_size), keys):
             for row in range(k.indices.shape[0]):
@@ -90,7 +94,7 @@ class MTMReranker(Reranker):
                           for i, w, p in zip(k.indices[row].tolist(), k.weights[row].tolist(),
                                              k.patterns[row].tolist()) if i >= 0]
                 out.append({"key_sentences": chosen})
-        return out
+        return scores, out
 
     # ------------------------------------------------------------------------------------- persistence
     def save(self, directory: str | Path, name: str = "mtm.minilm") -> Path:

@@ -99,10 +99,16 @@ class RankNovoReranker(Reranker):
         return [_finite_scores(-r.pmd) for r in results]
 
     def explain(self, query: Spectrum, candidates: Sequence[Candidate]) -> list[Mapping[str, Any] | None]:
+        return self.score_and_explain(query, candidates)[1]
+
+    def score_and_explain(self, query: Spectrum, candidates: Sequence[Candidate]
+                          ) -> tuple[np.ndarray, list[Mapping[str, Any] | None]]:
+        """Scores (-PMD) and per-residue RMD evidence from one forward pass."""
         result = self.rerank([query], [[c.content for c in candidates]])[0]
-        return [None if result.rmd[k] is None else
-                {"predicted_pmd": float(result.pmd[k]), "tokens": parse_peptide(c.content),
-                 "predicted_rmd": result.rmd[k].tolist()} for k, c in enumerate(candidates)]
+        evidence = [None if result.rmd[k] is None else
+                    {"predicted_pmd": float(result.pmd[k]), "tokens": parse_peptide(c.content),
+                     "predicted_rmd": result.rmd[k].tolist()} for k, c in enumerate(candidates)]
+        return _finite_scores(-result.pmd), evidence
 
     def save(self, directory: str | Path) -> Path:
         """Weights (safetensors) + architecture config + polyrank manifest, written atomically."""
