@@ -1,6 +1,6 @@
 """MTM demo: BM25 vs MTM on Politifact (or generated data) with the all-MiniLM-L6-v2 backbone, CPU minutes.
 
-Small on purpose (<= 3 min on 2 cores): a subsample of claims, short inputs, one MTM epoch; the full
+Small on purpose (<= 3 min on 2 cores): a subsample of claims, short inputs, a few MTM epochs; the full
 setting is ``configs/mtm/{twitter,weibo}.yaml``.
 """
 
@@ -16,7 +16,8 @@ from polyrank.shared.report import ReportSection, Table
 
 logger = logging.getLogger(__name__)
 
-SETTINGS = dict(train_claims=120, test_claims=40, negatives=1, depth=10, k=3, max_length=64, claim_max_length=32)
+SETTINGS = dict(train_claims=120, test_claims=40, negatives=1, depth=10, k=3, max_length=64, claim_max_length=32,
+                mtm_epochs=5)
 
 
 def run_demo(ctx: DemoContext) -> ReportSection:
@@ -38,7 +39,8 @@ def run_demo(ctx: DemoContext) -> ReportSection:
                       claim_max_length=s["claim_max_length"], memory_update_pass="train_step", seed=ctx.seed,
                       eval_batch_size=64, lr=3e-4, finetune_inter_layers=False)
     module = fit_mtm(dm, ctx.out_dir / "mtm", model_args,
-                     dict(max_epochs=1, loggers=False, enable_checkpointing=False, limit_val_batches=0,
+                     dict(max_epochs=s["mtm_epochs"], loggers=False, enable_checkpointing=False,
+                          limit_val_batches=0,
                           accelerator="cpu" if ctx.device == "cpu" else "auto", seed=ctx.seed))
     trained = time.perf_counter() - start
     results = compare_bm25_mtm(module, dm, "test", ["MRR", "MAP@5", "HIT@5"], depth=s["depth"])
@@ -52,7 +54,7 @@ def run_demo(ctx: DemoContext) -> ReportSection:
     tables.append(_example(module, dm, s["depth"]))
     notes = [f"data: {where}; {'; '.join(data.notes)}",
              f"train {len(data.subset('train'))} claims x (positive + {s['negatives']} BM25 negatives), "
-             f"1 ROT epoch on <= 256 deduplicated pairs, 1 MTM epoch, k={s['k']} key sentences, K=20 patterns, "
+             f"1 ROT epoch on <= 256 deduplicated pairs, {s['mtm_epochs']} MTM epochs, k={s['k']} key sentences, K=20 patterns, "
              f"inputs cut to {s['max_length']} tokens (claim {s['claim_max_length']})",
              "backbone all-MiniLM-L6-v2 (6 layers): embeddings + layer 0 from ROT and frozen; the reference trains "
              "layers 1-11 of BERT-base (here 1-5), the demo trains only the last layer and the head "
