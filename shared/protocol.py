@@ -136,6 +136,12 @@ def _ranked(cands: Sequence[Candidate], scores: np.ndarray, evidence: Sequence[A
             for r, i in enumerate(order)]
 
 
+def tail_scores(head_scores: Sequence[float] | np.ndarray, n_tail: int) -> np.ndarray:
+    """Scores for the first-stage items beyond a reranked head: strictly below the head, in first-stage order."""
+    floor = float(np.min(head_scores)) if len(head_scores) else 0.0
+    return floor - 1.0 - np.arange(n_tail)
+
+
 def _top_candidates(first_stage: Mapping[str, float], depth: int, corpus: Mapping[str, Any] | Callable,
                     qid: str) -> tuple[list[Candidate], list[str]]:
     ids = list(first_stage)
@@ -176,6 +182,5 @@ def rerank_run(run: Run, reranker: Reranker, queries: Mapping[str, Any], corpus:
         for qid, head, tail, scores in zip(chunk, heads, tails, scored):
             scores = _checked_scores(scores, len(head), type(reranker).__name__)
             out[qid] = {c.id: float(s) for c, s in zip(head, scores)}
-            floor = float(scores.min()) if len(scores) else 0.0
-            out[qid].update({doc_id: floor - 1.0 - j for j, doc_id in enumerate(tail)})
+            out[qid].update(zip(tail, tail_scores(scores, len(tail)).tolist()))
     return out

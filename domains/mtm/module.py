@@ -27,7 +27,7 @@ from polyrank.domains.mtm.model import MTM
 from polyrank.domains.mtm.pmb import init_memory, update_memory
 from polyrank.domains.mtm.rot import ROT, ROTModule, rot_loader, rot_pairs
 from polyrank.shared.evaluation import evaluate
-from polyrank.shared.protocol import Run
+from polyrank.shared.protocol import Run, tail_scores
 
 logger = logging.getLogger(__name__)
 
@@ -211,8 +211,7 @@ class MTMModule(L.LightningModule):
             head, tail = dids[:depth], dids[len(dids[:depth]):]
             scores = self.score_query(qid, head)
             run[qid] = dict(zip(head, map(float, scores)))
-            floor = float(scores.min()) if len(scores) else 0.0
-            run[qid].update({d: floor - 1.0 - j for j, d in enumerate(tail)})
+            run[qid].update(zip(tail, tail_scores(scores, len(tail)).tolist()))
         self.model.train(was_training)
         return run
 

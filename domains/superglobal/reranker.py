@@ -24,7 +24,7 @@ from polyrank.domains.superglobal.extract import Extractor
 from polyrank.domains.superglobal.model import GlobalModel, Stage1
 from polyrank.domains.superglobal.rerank import BETA_DEFAULT, K_DEFAULT, M_DEFAULT, rerank_scores, rerank_topm
 from polyrank.shared.errors import PolyrankError
-from polyrank.shared.protocol import Candidate, Reranker, tie_break_order
+from polyrank.shared.protocol import Candidate, Reranker, tail_scores, tie_break_order
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class SuperGlobalReranker(Reranker):
             scores = np.empty(x.shape[1], dtype=np.float64)
             scores[h] = s
             tail = order[m:]  # beyond M: first-stage order, strictly below the reranked head
-            scores[tail] = s.min() - 1.0 - np.arange(len(tail))
+            scores[tail] = tail_scores(s, len(tail))
             out.append(scores)
         return out
 

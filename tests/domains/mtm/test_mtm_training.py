@@ -13,6 +13,7 @@ from polyrank.domains.mtm.module import MTMModule
 from polyrank.domains.mtm.synthetic import synthetic_factcheck
 from polyrank.domains.mtm.train import compare_bm25_mtm
 from polyrank.shared.errors import PolyrankError
+from polyrank.shared.evaluation import evaluate
 from polyrank.shared.registry import list_rerankers, load
 from polyrank.shared.trainer import build_trainer
 
@@ -21,12 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _mean_rr(module, split="train"):
     run = module.rerank(split)
-    rr = []
-    for qid, docs in run.items():
-        ordered = sorted(docs, key=lambda d: (-docs[d], d))
-        rel = module.dm.data.qrels[qid]
-        rr.append(next((1 / (i + 1) for i, d in enumerate(ordered) if d in rel), 0.0))
-    return float(np.mean(rr))
+    return evaluate(run, {q: module.dm.data.qrels[q] for q in run}, ["MRR"]).mean["MRR"]
 
 
 class _Probe(L.Callback):
