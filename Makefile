@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.polyrank-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-all bench gpu-check clean
+.PHONY: install demo test test-all lint bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: install
 
 test-all: install
 	$(BIN)/pytest -q -m "not gpu and not network"
+
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	for b in benchmarks/*.py; do [ "$$b" = benchmarks/gpu_check.py ] || $(BIN)/python $$b || exit 1; done

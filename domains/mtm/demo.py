@@ -54,7 +54,8 @@ def run_demo(ctx: DemoContext) -> ReportSection:
     tables.append(_example(module, dm, s["depth"]))
     notes = [f"data: {where}; {'; '.join(data.notes)}",
              f"train {len(data.subset('train'))} claims x (positive + {s['negatives']} BM25 negatives), "
-             f"1 ROT epoch on <= 256 deduplicated pairs, {s['mtm_epochs']} MTM epochs, k={s['k']} key sentences, K=20 patterns, "
+             f"1 ROT epoch on <= 256 deduplicated pairs, {s['mtm_epochs']} MTM epochs, k={s['k']} key sentences, "
+             "K=20 patterns, "
              f"inputs cut to {s['max_length']} tokens (claim {s['claim_max_length']})",
              "backbone all-MiniLM-L6-v2 (6 layers): embeddings + layer 0 from ROT and frozen; the reference trains "
              "layers 1-11 of BERT-base (here 1-5), the demo trains only the last layer and the head "

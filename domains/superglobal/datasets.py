@@ -27,7 +27,8 @@ SOURCES = {
     "roxford5k": ["http://www.robots.ox.ac.uk/~vgg/data/oxbuildings/oxbuild_images-v1.tgz"],
     "rparis6k": ["http://www.robots.ox.ac.uk/~vgg/data/parisbuildings/paris_1-v1.tgz",
                  "http://www.robots.ox.ac.uk/~vgg/data/parisbuildings/paris_2-v1.tgz"],
-    "revisitop1m": [f"http://ptak.felk.cvut.cz/revisitop/revisitop1m/jpg/revisitop1m.{i}.tar.gz" for i in range(1, 101)],
+    "revisitop1m": [f"http://ptak.felk.cvut.cz/revisitop/revisitop1m/jpg/revisitop1m.{i}.tar.gz"
+                    for i in range(1, 101)],
 }
 R1M_LIST_URL = "http://ptak.felk.cvut.cz/revisitop/revisitop1m/revisitop1m.txt"
 EXPECTED = {"roxford5k": (4993, 70), "rparis6k": (6322, 70), "revisitop1m": (1_001_001, 0)}

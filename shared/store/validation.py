@@ -101,7 +101,8 @@ def as_keys(ids: Any, kind: IdKind | None, what: str = "ids") -> tuple[np.ndarra
     if kind is not None and got != kind:
         raise StoreError(f"{what}: this store holds {kind} ids, got {got} ids; use one id type per store")
     if got == "int" and (keys < 0).any():
-        raise StoreError(f"{what}: int ids must be >= 0 (-1 marks 'no result'), got {_preview(keys[keys < 0].tolist())}")
+        raise StoreError(f"{what}: int ids must be >= 0 (-1 marks 'no result'), "
+                         f"got {_preview(keys[keys < 0].tolist())}")
     unique, counts = np.unique(keys, return_counts=True)
     if len(unique) != len(keys):
         raise StoreError(f"{what}: duplicate ids in one call: {_preview(unique[counts > 1].tolist())}")

@@ -47,7 +47,8 @@ class TinyData(L.LightningDataModule):
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(n, dim, generator=g)
         y = x @ torch.randn(dim, generator=g)
-        self.train_set, self.val_set = TensorDataset(x[: n * 3 // 4], y[: n * 3 // 4]), TensorDataset(x[n * 3 // 4:], y[n * 3 // 4:])
+        cut = n * 3 // 4
+        self.train_set, self.val_set = TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
         self.batch_size = batch_size
 
     def train_dataloader(self):

@@ -42,7 +42,8 @@ def test_weibo_fields_content_all(tmp_path):
           {"_id": "c", "content_all": "second", "debunking_ids": []}]
     dn = [{"_id": "b", "content": "ignored", "content_all": ["句子一", "句子二"]},
           {"_id": "x", "content_all": ["其他"]}, {"_id": "y", "content_all": ["另外"]}]
-    data = load_mtm_release(_mtm_release(tmp_path / "Weibo", fn, dn, ["a\t0\tb\t0\t1"], ["c\t1\t['x', 'y']\t[1, 2]\t[0, 0]"]))
+    lines, lists = ["a\t0\tb\t0\t1"], ["c\t1\t['x', 'y']\t[1, 2]\t[0, 0]"]
+    data = load_mtm_release(_mtm_release(tmp_path / "Weibo", fn, dn, lines, lists))
     assert data.claims["a"] == "claim text with ocr" and data.articles["b"] == ["句子一", "句子二"]
 
 
