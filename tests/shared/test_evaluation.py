@@ -85,8 +85,12 @@ def test_paired_significance():
     mixed = {f"q{i}": ({"good": 2.0, "bad": 1.0} if i % 2 else {"bad": 2.0, "good": 1.0}) for i in range(30)}
     strong = compare(worse, better, qrels, "RR")
     assert strong.delta == pytest.approx(0.5 * 24 / 30) and strong.p_value < 1e-6
-    weak = compare(worse, mixed, qrels, "RR", test="permutation")
-    assert 0 < weak.p_value
+    flipped = {f"q{i}": ({"good": 2.0, "bad": 1.0} if i % 2 == 0 else {"bad": 2.0, "good": 1.0}) for i in range(30)}
+    for test in ("ttest", "wilcoxon", "permutation"):
+        same_mean = compare(mixed, flipped, qrels, "RR", test=test)  # per-query +-0.5, mean difference 0
+        assert same_mean.delta == 0.0 and same_mean.p_value > 0.5
+    one_sided_gain = compare(worse, mixed, qrels, "RR", test="permutation")  # 15 gains of 0.5, no losses
+    assert one_sided_gain.p_value < 0.001
     assert compare(worse, worse, qrels, "RR").p_value == 1.0
     with pytest.raises(PolyrankError, match="unknown test"):
         paired_test(np.zeros(3), np.ones(3), "z-test")
