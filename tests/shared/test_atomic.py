@@ -32,3 +32,18 @@ def test_crash_between_the_renames_is_recovered_and_stale_backups_do_not_block(t
     (tmp_path / ".store.old" / "junk").write_text("stale")
     _save(target, "v2")
     assert (target / "data.txt").read_text() == "v2"
+
+
+def test_written_files_and_directories_get_the_usual_permissions(tmp_path):
+    import os
+
+    from polyrank.shared.atomic import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.html", "<html>")
+        _save(tmp_path / "store", "v1")
+    finally:
+        os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert ((tmp_path / "store").stat().st_mode & 0o777) == 0o755
