@@ -80,14 +80,20 @@ def _find(root: Path, pattern: str) -> Path:
                                "(see datasets/mtm_twitter/README.md)")
 
 
-def _read_fn(path: Path) -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
-    order, claims, debunking = [], {}, {}
+def _records(path: Path, kind: str, fields: str):
+    """``(record number, record)`` of a JSON list of objects that each carry an ``_id``."""
     records = _load_json(path)
     if not isinstance(records, list):
-        raise FormatError(path, None, "expected a JSON list of claims {_id, content, debunking_ids}")
+        raise FormatError(path, None, f"expected a JSON list of {kind}s {{{fields}}}")
     for number, rec in enumerate(records, start=1):
         if not isinstance(rec, dict) or "_id" not in rec:
-            raise FormatError(path, number, "claim record lacks '_id'")
+            raise FormatError(path, number, f"{kind} record lacks '_id'")
+        yield number, rec
+
+
+def _read_fn(path: Path) -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
+    order, claims, debunking = [], {}, {}
+    for number, rec in _records(path, "claim", "_id, content, debunking_ids"):
         text = rec.get("content_all", rec.get("content"))
         if not isinstance(text, str):
             raise FormatError(path, number, "claim needs a string 'content' (Twitter) or 'content_all' (Weibo)")
@@ -100,12 +106,7 @@ def _read_fn(path: Path) -> tuple[list[str], dict[str, str], dict[str, list[str]
 
 def _read_dn(path: Path) -> tuple[list[str], dict[str, list[str]]]:
     order, articles = [], {}
-    records = _load_json(path)
-    if not isinstance(records, list):
-        raise FormatError(path, None, "expected a JSON list of articles {_id, content: [sentences]}")
-    for number, rec in enumerate(records, start=1):
-        if not isinstance(rec, dict) or "_id" not in rec:
-            raise FormatError(path, number, "article record lacks '_id'")
+    for number, rec in _records(path, "article", "_id, content: [sentences]"):
         sentences = rec.get("content_all", rec.get("content"))
         did = str(rec["_id"])
         order.append(did)
