@@ -87,7 +87,6 @@ class MTMModule(L.LightningModule):
             self.train_rot(Path(self.trainer.default_root_dir) / "rot")
             self.init_pmb()
             self.stages_done.fill_(1)
-            self.claim_vecs = None
 
     def train_rot(self, root: Path) -> None:
         """Stage 1: train ROT on the training claims' candidate sentences, copy it into the matcher."""
@@ -112,11 +111,10 @@ class MTMModule(L.LightningModule):
     def init_pmb(self) -> None:
         """Stage 2: k-means over mid-distance residuals of training claims vs. their relevant articles."""
         dm = self.dm
-        residuals = []
-        for qid in dm.data.subset("train"):
-            claim = self.model.embed([dm.claim_tokens[qid]])
-            for did in dm.data.qrels.get(qid, {}):
-                residuals.append((self.model.embed(dm.article_tokens[did]) - claim).cpu().numpy())
+        self.claim_vecs = None  # embeddings changed with ROT: recompute the cached tables once
+        claim_table, sentence_table = self._vectors()
+        residuals = [(sentence_table[did] - claim_table[qid]).cpu().numpy()
+                     for qid in dm.data.subset("train") for did in dm.data.qrels.get(qid, {})]
         low, high = self.hparams.pmb_percentiles
         memory = init_memory(np.concatenate(residuals), self.hparams.n_patterns, low, high, self.hparams.seed)
         self.model.memory.copy_(torch.from_numpy(memory))

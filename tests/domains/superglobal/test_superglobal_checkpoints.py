@@ -73,10 +73,7 @@ def test_missing_file_and_pickled_objects_are_refused(tmp_path):
 
 
 def test_efficientnet_lite0_real_weights_load_completely():
-    try:
-        path = efficientnet_lite0_weights_path()
-    except MissingResourceError as exc:
-        pytest.skip(str(exc))
+    path = efficientnet_lite0_weights_path()  # installed by the `weights` extra: a missing package is a failure
     state = read_state_dict(path)
     converted = convert_efficientnet_lite0(state, keep_classifier=True)
     assert len(converted) == len(state) == 296
