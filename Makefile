@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch/torchvision first: these exact versions install from local disk on the project machines.
 $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[weights,dev]'
+	$(BIN)/pip install -q -e '.[all,weights,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
