@@ -4,7 +4,8 @@ all-MiniLM-L6-v2 embeds the corpus into :class:`~polyrank.shared.store.Candidate
 and approximate ``HNSW32``); BM25 (bm25s) is the lexical baseline; runs are evaluated with the shared
 evaluation, with a paired t-test of dense against BM25. Data: ``<data_dir>/text/beir/msmarco`` when
 present (a subset: judged queries with their judged passages plus distractors, ``max_docs`` in all, so
-that CPU encoding stays near a minute), else a small corpus embedded here.
+that CPU encoding stays near a minute), else the Cranfield collection embedded in the project
+(``datasets/cranfield``: 1,400 abstracts, all 225 queries, graded qrels).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import time
 
 import numpy as np
 
+from polyrank.shared.cranfield import read_cranfield
 from polyrank.shared.demo import DemoContext
+from polyrank.shared.embedded import locate
 from polyrank.shared.evaluation import compare, evaluate
 from polyrank.shared.protocol import Run
 from polyrank.shared.report import Figure, ReportSection, Table, save_figure
@@ -23,31 +26,6 @@ from polyrank.shared.runs import load_beir, write_run
 logger = logging.getLogger(__name__)
 
 MEASURES = ["nDCG@10", "RR@10", "R@100"]
-
-_EMBEDDED_DOCS = {
-    "d1": "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889.",
-    "d2": "Paris is the capital of France and its largest city.",
-    "d3": "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    "d4": "Chlorophyll absorbs mostly blue and red light, which is why leaves look green.",
-    "d5": "The mitochondrion is the organelle where cellular respiration produces ATP.",
-    "d6": "Python is a programming language that emphasises readable code.",
-    "d7": "A hash table maps keys to values with average constant-time lookups.",
-    "d8": "Mount Everest, at 8,849 metres, is the highest mountain above sea level.",
-    "d9": "The Himalayas stretch across Nepal, India, Bhutan, China and Pakistan.",
-    "d10": "Insulin is a hormone made by the pancreas that lowers blood sugar.",
-    "d11": "Type 1 diabetes is an autoimmune disease that destroys insulin-producing cells.",
-    "d12": "The Great Barrier Reef is the world's largest coral reef system, off Australia.",
-}
-_EMBEDDED_QUERIES = {
-    "q1": "when was the eiffel tower built",
-    "q2": "why are plant leaves green",
-    "q3": "which organ produces insulin",
-    "q4": "tallest mountain in the world",
-    "q5": "data structure for fast key lookup",
-}
-_EMBEDDED_QRELS = {"q1": {"d1": 2, "d2": 1}, "q2": {"d4": 2, "d3": 1}, "q3": {"d10": 2, "d11": 1},
-                   "q4": {"d8": 2, "d9": 1}, "q5": {"d7": 2}}
-
 
 def _subset(corpus: dict, queries: dict, qrels: dict, max_docs: int) -> tuple[dict, dict, dict]:
     """Judged queries (by id) whose judged passages fill at most 60% of ``max_docs``, plus other passages
@@ -74,7 +52,11 @@ def _load(ctx: DemoContext, max_docs: int) -> tuple[dict[str, str], dict[str, st
         texts = {d: f"{v['title']} {v['text']}".strip() for d, v in corpus.items()}
         return texts, queries, qrels, (f"BEIR msmarco from {folder}: {len(qrels)} judged queries, "
                                        f"{len(texts)} passages (their judged ones + distractors)")
-    return dict(_EMBEDDED_DOCS), dict(_EMBEDDED_QUERIES), _EMBEDDED_QRELS, "embedded 12-document corpus"
+    source = locate("cranfield", ctx.data_dir)
+    corpus, queries, qrels = read_cranfield(source.path)
+    texts = {d: f"{v['title']} {v['text']}".strip() for d, v in corpus.items()}
+    return texts, queries, qrels, (f"Cranfield from {source.describe()}: {len(queries)} queries, {len(texts)} "
+                                   "abstracts, graded qrels")
 
 
 def _bm25_run(docs: dict[str, str], queries: dict[str, str], k: int) -> Run:
