@@ -25,7 +25,7 @@ def _records(path: Path) -> list[tuple[int, str, dict[str, str]]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        raise FormatError(path, None, f"not UTF-8 text (byte {exc.start}); expected the classic Cranfield file") from None
+        raise FormatError(path, None, f"not UTF-8 (byte {exc.start}); expected the classic Cranfield file") from None
     records: list[tuple[int, str, dict[str, str]]] = []
     field = None
     for number, line in enumerate(lines, 1):
