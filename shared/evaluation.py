@@ -7,14 +7,21 @@ so trec_eval's own tie rule (score, then id *descending*) never applies and file
 Measure names are ir-measures names (``nDCG@10``, ``AP``, ``AP@5``, ``RR``, ``RR@10``, ``R@100``,
 ``P@10``, ``Success@5``) or these aliases: ``MRR`` = ``RR``, ``MRR@k`` = ``RR@k``, ``MAP`` = ``AP``,
 ``MAP@k`` = ``AP@k`` (trec_eval's ``map_cut``: divided by *all* relevant documents of the query),
-``HIT@k`` = ``Success@k``, ``Recall@k`` = ``R@k``.
+``HIT@k`` = ``Success@k``, ``Recall@k`` = ``R@k``. Every requested name gets its value, also when an
+alias and its canonical name (``["MRR", "RR"]``) or the same name twice are requested.
+
+Queries: the mean is over the queries of ``qrels`` with at least one relevant document. A judged query
+absent from the run counts as 0 (``missing_as_zero=True``, trec_eval ``-c``) or is skipped; either way it
+is listed in :attr:`EvalResult.missing` and a :class:`MissingQueriesWarning` gives the counts. A run that
+shares no judged query with the qrels raises :class:`PolyrankError` (usually mismatched id spaces).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,13 +63,44 @@ def tie_broken(run: Run) -> Run:
     return out
 
 
+class MissingQueriesWarning(UserWarning):
+    """Some judged queries are absent from the evaluated run (they count as 0 or are skipped)."""
+
+
 @dataclass
 class EvalResult:
-    """Mean and per-query values; ``per_query[measure][qid]``. ``queries`` are those averaged over."""
+    """Mean and per-query values; ``per_query[measure][qid]``. ``queries`` are those averaged over.
+
+    ``missing`` are the judged queries absent from the run; ``missing_as_zero`` says whether they were
+    averaged in as 0 (then they are in ``queries``) or skipped.
+    """
 
     mean: dict[str, float]
     per_query: dict[str, dict[str, float]]
     queries: list[str]
+    missing: list[str] = field(default_factory=list)
+    missing_as_zero: bool = True
+
+
+def _examples(ids: Iterable[str], n: int = 5) -> str:
+    ids = sorted(ids)
+    if not ids:
+        return "none"
+    return ", ".join(repr(i) for i in ids[:n]) + (", ..." if len(ids) > n else "")
+
+
+def _check_overlap(run: Run, qrels: Qrels, judged: list[str], missing: list[str], missing_as_zero: bool) -> None:
+    """Raise when the run shares no judged query; warn with the counts when some judged queries are missing."""
+    if len(missing) == len(judged):
+        raise PolyrankError(
+            f"the run shares no query with the qrels: the run has {len(run)} queries ({_examples(run)}), the qrels "
+            f"{len(qrels)} ({len(judged)} with a relevant document: {_examples(judged)}); the usual cause is "
+            "mismatched id spaces (a run and qrels of different data sets or splits, or ids renumbered)")
+    if missing:
+        rule = "each counts as 0 (missing_as_zero=True)" if missing_as_zero else \
+            "they are skipped (missing_as_zero=False)"
+        warnings.warn(f"the run lacks {len(missing)} of the {len(judged)} judged queries ({_examples(missing)}); "
+                      f"{rule}", MissingQueriesWarning, stacklevel=3)
 
 
 def _judged_queries(qrels: Qrels) -> list[str]:
@@ -74,8 +112,10 @@ def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = ("nDCG@10", "AP",
     """Evaluate ``run`` against ``qrels``.
 
     Averages over the queries that have at least one relevant document in ``qrels``. A judged query
-    absent from the run counts as 0 when ``missing_as_zero`` (trec_eval ``-c``), else it is skipped.
-    Queries with no relevant document are skipped (their metrics are undefined).
+    absent from the run counts as 0 when ``missing_as_zero`` (trec_eval ``-c``), else it is skipped; either
+    way it is listed in ``EvalResult.missing`` and a :class:`MissingQueriesWarning` is issued. Queries with no
+    relevant document are skipped (their metrics are undefined). Raises :class:`PolyrankError` when the run
+    shares no judged query with ``qrels``.
     """
     import ir_measures
 
@@ -87,17 +127,19 @@ def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = ("nDCG@10", "AP",
         raise PolyrankError("the qrels hold no relevant document for any query; nothing can be evaluated")
     judged_set = set(judged)
     ranked = tie_broken({q: d for q, d in run.items() if q in judged_set})
-    per_query: dict[str, dict[str, float]] = {name: {} for name in measures}
-    by_measure = {repr(m): name for name, m in parsed.items()}
-    if ranked:
-        for metric in ir_measures.iter_calc(list(parsed.values()), {q: qrels[q] for q in judged}, ranked):
-            per_query[by_measure[repr(metric.measure)]][metric.query_id] = float(metric.value)
-    queries = judged if missing_as_zero else sorted(q for q in judged if q in ranked)
-    for name in measures:
+    missing = [q for q in judged if q not in ranked]
+    _check_overlap(run, qrels, judged, missing, missing_as_zero)
+    unique = {repr(m): m for m in parsed.values()}  # each measure computed once, whatever names asked for it
+    values: dict[str, dict[str, float]] = {key: {} for key in unique}
+    for metric in ir_measures.iter_calc(list(unique.values()), {q: qrels[q] for q in judged}, ranked):
+        values[repr(metric.measure)][metric.query_id] = float(metric.value)
+    queries = judged if missing_as_zero else sorted(ranked)
+    for per_measure in values.values():
         for qid in queries:
-            per_query[name].setdefault(qid, 0.0)
-    mean = {name: float(np.mean([per_query[name][q] for q in queries])) if queries else 0.0 for name in measures}
-    return EvalResult(mean, per_query, queries)
+            per_measure.setdefault(qid, 0.0)
+    per_query = {name: dict(values[repr(measure)]) for name, measure in parsed.items()}  # requested order
+    mean = {name: float(np.mean([per_query[name][q] for q in queries])) for name in per_query}
+    return EvalResult(mean, per_query, queries, missing, missing_as_zero)
 
 
 @dataclass

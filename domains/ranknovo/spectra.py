@@ -12,6 +12,11 @@ Preprocessing follows depthcharge-0.1's ``_process_peaks`` as used by RankNovo/C
 
 An empty result becomes the reference's dummy spectrum ``[[0, 1]]``. The precursor neutral mass is
 ``(m/z - 1.007276) * z``.
+
+Bad input: a malformed record (no PEPMASS or CHARGE, a charge that is not positive, a bad peak line, an
+unreadable mzML ``<spectrum>``) is skipped and reported as a :class:`FormatError` with its line or spectrum
+number (raised at once with ``strict=True``). Whole-file problems always raise: bytes that are not UTF-8
+text in an MGF, XML that is not well formed (e.g. a truncated mzML), and a file that yields no spectrum.
 """
 
 from __future__ import annotations
@@ -89,11 +94,33 @@ def preprocess(mz: np.ndarray, intensity: np.ndarray, precursor_mz: float, charg
 
 
 def _charge(value: object) -> int:
+    """The (first) precursor charge; RankNovo's masses assume positive-mode spectra, so it must be >= 1."""
     if isinstance(value, (list, tuple, np.ndarray)):
         value = value[0] if len(value) else None
-    if value is None:
+    if value is None or value == "":
         raise ValueError("no CHARGE")
-    return int(value)
+    charge = int(value)
+    if charge < 1:
+        raise ValueError(f"charge {charge} is not a positive charge (RankNovo's precursor masses assume "
+                         "positive-mode spectra, z >= 1)")
+    return charge
+
+
+def _text(path: Path, data: bytes, what: str) -> str:
+    """``data`` decoded as UTF-8, or a :class:`FormatError` with the line and byte offset of the first bad byte."""
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    bad = data.find(b"\x00")
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = start + exc.start if bad < 0 else min(bad, start + exc.start)
+    else:
+        if bad < 0:
+            return text
+    raise FormatError(path, data.count(b"\n", 0, bad) + 1,
+                      f"not a text file: byte 0x{data[bad]:02x} at byte offset {bad} is not UTF-8 text (a binary or "
+                      "compressed file, or text in another encoding: re-encode it as UTF-8, e.g. iconv -f latin1 "
+                      f"-t utf-8); expected {what}")
 
 
 def _mgf_records(text: str) -> list[tuple[int, str]]:
@@ -113,25 +140,44 @@ def _mgf_records(text: str) -> list[tuple[int, str]]:
     return records
 
 
-def _parse_mgf_record(block: str, index: int) -> Spectrum:
+def _mgf_param_line(block: str, key: str) -> tuple[int, str] | None:
+    """``(line offset within the block, value)`` of the first ``KEY=value`` line."""
+    for offset, line in enumerate(block.splitlines()):
+        name, sep, value = line.strip().partition("=")
+        if sep and name.upper() == key:
+            return offset, value.strip()
+    return None
+
+
+def _parse_mgf_record(block: str, index: int, first_line: int = 1) -> Spectrum:
     from pyteomics import mgf
 
     if not block.rstrip().endswith("END IONS"):
         raise ValueError("record has no END IONS")
-    for line in block.splitlines()[1:-1]:
+    for offset, line in enumerate(block.splitlines()[1:-1], start=1):
         is_peak = re.fullmatch(r"\s*[-+0-9.eE]+(\s+[-+0-9.eE]+){0,2}\s*", line)
         if line.strip() and "=" not in line and not is_peak:
-            raise ValueError(f"peak line {line.strip()!r} is not 'm/z intensity'")
+            raise ValueError(f"peak line {line.strip()!r} (line {first_line + offset}) is not 'm/z intensity'")
+    charge_line = _mgf_param_line(block, "CHARGE")
     parsed = list(mgf.read(io.StringIO(block), use_index=False, convert_arrays=1, read_charges=False))
     if len(parsed) != 1:
         raise ValueError("could not parse the record")
     params = parsed[0]["params"]
     if "pepmass" not in params:
         raise ValueError("no PEPMASS")
+    try:
+        charge = _charge(params.get("charge"))
+    except ValueError as exc:
+        if charge_line is None:
+            raise
+        raise ValueError(f"CHARGE={charge_line[1]} (line {first_line + charge_line[0]}): {exc}") from None
     return Spectrum(mz=np.asarray(parsed[0]["m/z array"], dtype=np.float64),
                     intensity=np.asarray(parsed[0]["intensity array"], dtype=np.float64),
-                    precursor_mz=float(params["pepmass"][0]), charge=_charge(params.get("charge")),
+                    precursor_mz=float(params["pepmass"][0]), charge=charge,
                     title=str(params.get("title", index)), peptide=params.get("seq"), index=index)
+
+
+_MGF_EXPECTED = "MGF records 'BEGIN IONS', 'PEPMASS=...', 'CHARGE=2+', 'm/z intensity' peak lines, 'END IONS'"
 
 
 def read_mgf(path: str | Path, strict: bool = False) -> SpectraRead:
@@ -143,13 +189,18 @@ def read_mgf(path: str | Path, strict: bool = False) -> SpectraRead:
     if not path.is_file():
         raise PolyrankError(f"MGF file {path} does not exist")
     out = SpectraRead([])
-    for index, (line, block) in enumerate(_mgf_records(path.read_text(errors="replace"))):
+    records = _mgf_records(_text(path, path.read_bytes(), _MGF_EXPECTED))
+    if not records:
+        raise FormatError(path, None, f"no spectrum found: no 'BEGIN IONS' line; expected {_MGF_EXPECTED}")
+    for index, (line, block) in enumerate(records):
         try:
-            out.spectra.append(_parse_mgf_record(block, index))
+            out.spectra.append(_parse_mgf_record(block, index, line))
         except Exception as exc:  # pyteomics raises several types; each becomes a located FormatError
-            message = f"MGF record {index + 1} (BEGIN IONS at this line) skipped: {exc}"
+            title = _mgf_param_line(block, "TITLE")
+            named = f"TITLE={title[1]}; " if title else ""
+            message = f"MGF record {index + 1} ({named}BEGIN IONS at this line) skipped: {exc}"
             _report(out, FormatError(path, line, message), strict, exc)
-    return out
+    return _nonempty(path, out, f"{len(records)} MGF records")
 
 
 def _mzxml_precursor(scan: dict) -> tuple[float, int]:
@@ -163,6 +214,15 @@ def _local(tag: str) -> str:
 
 def _cv(element: object) -> dict[str, str]:
     return {p.get("name"): p.get("value", "") for p in element.iter() if _local(p.tag) == "cvParam"}
+
+
+def _nonempty(path: Path, out: SpectraRead, seen: str) -> SpectraRead:
+    """``out``, or a :class:`FormatError` when no spectrum could be read at all."""
+    if out.spectra:
+        return out
+    first = f"; first problem: {out.errors[0]}" if out.errors else ""
+    line = out.errors[0].line if out.errors else None
+    raise FormatError(path, line, f"no usable MS2 spectrum among {seen}{first}")
 
 
 def _binary(array_element: object) -> tuple[str, np.ndarray]:
@@ -189,26 +249,46 @@ def _mzml_spectrum(element: object, number: int, index: int) -> Spectrum | None:
     ion = _cv(precursor)
     charge = ion.get("charge state") or ion.get("possible charge state") or ion.get("assumed charge state")
     arrays = dict(_binary(a) for a in element.iter() if _local(a.tag) == "binaryDataArray")
+    if len(arrays["mz"]) != len(arrays["intensity"]):
+        raise ValueError(f"{len(arrays['mz'])} m/z values but {len(arrays['intensity'])} intensities")
     return Spectrum(arrays["mz"], arrays["intensity"], float(ion["selected ion m/z"]), _charge(charge),
                     element.get("id", str(number)), index=index)
 
 
+def _xml_error(path: Path, exc: Exception, read: int, kind: str) -> FormatError:
+    """A located error for XML that is not well formed (truncated file, binary data, wrong format)."""
+    position = getattr(exc, "position", None) or (getattr(exc, "lineno", None), None)
+    line = position[0] or None
+    where = f" (column {position[1]})" if line and position[1] else ""
+    return FormatError(path, line, f"not a well-formed {kind} file{where} after {read} complete spectra: {exc}; "
+                       "the file may be truncated (re-download or re-convert it) or not be XML at all")
+
+
 def _read_mzml_lxml(path: Path, strict: bool) -> SpectraRead:
     """mzML reader on lxml (pyteomics' mzML parser needs the optional ``psims`` package)."""
+    import zlib
+
     from lxml import etree
 
     out = SpectraRead([])
     number = 0
-    for _, element in etree.iterparse(str(path), events=("end",), tag="{*}spectrum"):
-        number += 1
-        try:
-            spectrum = _mzml_spectrum(element, number, len(out.spectra))
-            if spectrum is not None:
-                out.spectra.append(spectrum)
-        except (KeyError, ValueError, StopIteration) as exc:
-            _report(out, FormatError(path, number, f"spectrum {number} skipped: {exc!r}"), strict, exc)
-        element.clear()
-    return out
+    try:
+        for _, element in etree.iterparse(str(path), events=("end",), tag="{*}spectrum"):
+            number += 1
+            try:
+                spectrum = _mzml_spectrum(element, number, len(out.spectra))
+                if spectrum is not None:
+                    out.spectra.append(spectrum)
+            except (KeyError, ValueError, StopIteration, zlib.error) as exc:
+                message = f"spectrum {number} (id={element.get('id', '?')!r}) skipped: {exc!r}"
+                _report(out, FormatError(path, number, message), strict, exc)
+            element.clear()
+    except etree.XMLSyntaxError as exc:
+        raise _xml_error(path, exc, number, "mzML") from None
+    if not number:
+        raise FormatError(path, None, "no <spectrum> element found; expected an mzML file "
+                          "(<mzML><run><spectrumList><spectrum>...)")
+    return _nonempty(path, out, f"{number} <spectrum> elements")
 
 
 def _report(out: SpectraRead, error: FormatError, strict: bool, cause: Exception) -> None:
@@ -220,7 +300,9 @@ def _report(out: SpectraRead, error: FormatError, strict: bool, cause: Exception
 
 def read_mzml(path: str | Path, strict: bool = False) -> SpectraRead:
     """MS2 spectra of an mzML (lxml) or mzXML (pyteomics) file; unusable MS2 scans are reported, skipped."""
+    from lxml import etree
     from pyteomics import mzxml
+    from pyteomics.auxiliary import PyteomicsError
 
     path = Path(path)
     if not path.is_file():
@@ -228,19 +310,25 @@ def read_mzml(path: str | Path, strict: bool = False) -> SpectraRead:
     if path.suffix.lower() != ".mzxml":
         return _read_mzml_lxml(path, strict)
     out = SpectraRead([])
-    with mzxml.read(str(path)) as reader:
-        for number, scan in enumerate(reader, start=1):
-            if int(scan.get("msLevel", 0)) != 2:
-                continue
-            try:
-                mz, charge = _mzxml_precursor(scan)
-                peaks = np.asarray(scan["m/z array"], float), np.asarray(scan["intensity array"], float)
-                out.spectra.append(Spectrum(*peaks, mz, charge, str(scan.get("id", number)),
-                                            index=len(out.spectra)))
-            except (KeyError, IndexError, ValueError, TypeError) as exc:
-                message = f"scan {number} skipped: no usable precursor ({exc!r})"
-                _report(out, FormatError(path, number, message), strict, exc)
-    return out
+    number = 0
+    try:
+        with mzxml.read(str(path)) as reader:
+            for number, scan in enumerate(reader, start=1):
+                if int(scan.get("msLevel", 0)) != 2:
+                    continue
+                try:
+                    mz, charge = _mzxml_precursor(scan)
+                    peaks = np.asarray(scan["m/z array"], float), np.asarray(scan["intensity array"], float)
+                    out.spectra.append(Spectrum(*peaks, mz, charge, str(scan.get("id", number)),
+                                                index=len(out.spectra)))
+                except (KeyError, IndexError, ValueError, TypeError) as exc:
+                    message = f"scan {number} (id={scan.get('id', '?')!r}) skipped: no usable precursor ({exc!r})"
+                    _report(out, FormatError(path, number, message), strict, exc)
+    except (etree.XMLSyntaxError, PyteomicsError) as exc:
+        raise _xml_error(path, exc, number, "mzXML") from None
+    if not number:
+        raise FormatError(path, None, "no <scan> element found; expected an mzXML file (<mzXML><msRun><scan>...)")
+    return _nonempty(path, out, f"{number} scans")
 
 
 def read_spectra(path: str | Path, strict: bool = False) -> SpectraRead:

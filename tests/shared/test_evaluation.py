@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 
 import numpy as np
 import pytest
 
 from polyrank.shared.errors import PolyrankError
-from polyrank.shared.evaluation import canonical_measure, compare, evaluate, paired_test, tie_broken
+from polyrank.shared.evaluation import (EvalResult, MissingQueriesWarning, canonical_measure, compare, evaluate,
+                                        paired_test, tie_broken)
 
 RUN = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0, "d": 0.5}, "q2": {"x": 1.0, "y": 0.9, "z": 0.8}}
 QRELS = {"q1": {"b": 1, "d": 2, "e": 1}, "q2": {"x": 1}}
@@ -65,10 +67,61 @@ def test_tie_break_is_score_desc_then_id_asc_whatever_the_input_order():
 def test_missing_and_unjudged_queries():
     qrels = {"q1": {"a": 1}, "q2": {"x": 0}, "q3": {"m": 1}}
     run = {"q1": {"a": 1.0}, "q2": {"x": 1.0}}
-    res = evaluate(run, qrels, ["RR"])
+    with pytest.warns(MissingQueriesWarning):
+        res = evaluate(run, qrels, ["RR"])
     assert res.queries == ["q1", "q3"]  # q2 has no relevant document: skipped
     assert res.mean["RR"] == pytest.approx(0.5)  # q3 missing from the run counts 0
-    assert evaluate(run, qrels, ["RR"], missing_as_zero=False).mean["RR"] == 1.0
+    with pytest.warns(MissingQueriesWarning):
+        assert evaluate(run, qrels, ["RR"], missing_as_zero=False).mean["RR"] == 1.0
+
+
+ALIAS_PAIRS = [("MRR", "RR"), ("MRR@10", "RR@10"), ("MAP", "AP"), ("MAP@2", "AP@2"), ("HIT@1", "Success@1"),
+               ("Recall@3", "R@3")]
+
+
+@pytest.mark.parametrize("names", [list(p) for p in ALIAS_PAIRS] + [list(reversed(p)) for p in ALIAS_PAIRS]
+                         + [["RR", "RR"], ["MRR", "MRR"], ["MRR", "nDCG@4", "RR", "MAP", "AP", "MRR"]])
+def test_every_requested_name_gets_its_value_with_aliases_and_repeats(names):
+    """Issue 8.1: with an alias and its canonical name both asked for, the first one came back 0.0."""
+    res = evaluate(RUN, QRELS, names)
+    assert list(res.mean) == list(dict.fromkeys(names))  # requested order, each name once
+    for name in names:
+        alone = evaluate(RUN, QRELS, [name])
+        assert res.mean[name] == pytest.approx(alone.mean[name]) and res.mean[name] > 0
+        assert res.per_query[name] == pytest.approx(alone.per_query[name])
+        assert res.mean[name] == pytest.approx(evaluate(RUN, QRELS, [canonical_measure(name)]).mean[
+            canonical_measure(name)])
+
+
+def test_missing_queries_are_listed_and_warned_with_counts():
+    """Issue 9.5: a run lacking most judged queries averaged zeros in and warned nothing."""
+    qrels = {f"q{i}": {"a": 1} for i in range(10)}
+    run = {"q0": {"a": 1.0}, "q1": {"b": 1.0, "a": 0.5}}
+    with pytest.warns(MissingQueriesWarning, match=r"the run lacks 8 of the 10 judged queries \('q2', 'q3', 'q4', "
+                                                   r"'q5', 'q6', \.\.\.\); each counts as 0 \(missing_as_zero=True\)"):
+        res = evaluate(run, qrels, ["RR"])
+    assert res.missing == [f"q{i}" for i in range(2, 10)] and res.missing_as_zero is True
+    assert len(res.queries) == 10 and res.mean["RR"] == pytest.approx(1.5 / 10)
+    with pytest.warns(MissingQueriesWarning, match=r"they are skipped \(missing_as_zero=False\)"):
+        skipped = evaluate(run, qrels, ["RR"], missing_as_zero=False)
+    assert skipped.missing == res.missing and skipped.missing_as_zero is False
+    assert skipped.queries == ["q0", "q1"] and skipped.mean["RR"] == pytest.approx(0.75)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complete run warns nothing
+        full = evaluate({q: {"a": 1.0} for q in qrels}, qrels, ["RR"])
+    assert full.missing == [] and full.mean["RR"] == 1.0
+    assert EvalResult({}, {}, []).missing == [] and EvalResult({}, {}, []).missing_as_zero  # defaults
+
+
+@pytest.mark.parametrize("run", [{"1": {"a": 1.0}, "2": {"b": 1.0}}, {}, {"q9": {}}])
+def test_a_run_sharing_no_query_with_the_qrels_raises(run):
+    """Issue 9.5: a run in another id space scored 0.0 silently."""
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 0}}
+    with pytest.raises(PolyrankError, match=rf"the run shares no query with the qrels: the run has {len(run)} queries "
+                                            r".*the qrels 3 \(2 with a relevant document: 'q1', 'q2'\).*id spaces"):
+        evaluate(run, qrels, ["RR"])
+    with pytest.raises(PolyrankError, match="shares no query"):
+        evaluate(run, qrels, ["RR"], missing_as_zero=False)
 
 
 def test_bad_measure_and_empty_qrels_raise_clear_errors():

@@ -62,6 +62,18 @@ def test_real_beir_msmarco_keeps_every_judgment(shared_data):
     assert len(qrels) == 43
 
 
+def test_real_beir_files_read_without_warnings_and_keep_the_header_rule(shared_data):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no duplicate, no skipped record in the real files
+        corpus, queries, qrels = load_beir(shared_data / "text" / "beir" / "arcd")
+        full = read_beir_qrels(shared_data / "text" / "beir" / "arcd" / "qrels" / "test.tsv")
+    assert len(corpus) == 255 and len(queries) == 50
+    assert len(full) == 702  # 'query-id corpus-id score' header skipped, every judged query kept
+    assert set(qrels) <= set(queries) and len(qrels) == 50
+
+
 def test_beir_folder_missing_parts(tmp_path):
     with pytest.raises(PolyrankError, match="corpus.jsonl is missing"):
         load_beir(tmp_path)

@@ -44,6 +44,16 @@ def test_mzml_mzxml_and_mgf_agree_on_the_tmt_fixture():
     assert "no CHARGE" in str(mgf.errors[0])
 
 
+@needs_data
+@pytest.mark.parametrize("name, kind", [("TMT10-Trial-8.mzML", "mzML"), ("TMT10-Trial-8.mzXML", "mzXML")])
+def test_truncated_real_mzml_and_mzxml_raise_a_located_format_error(tmp_path, name, kind):
+    data = (PEPTIDES / "formats" / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 3])  # cut mid-spectrum, as an interrupted download would
+    with pytest.raises(FormatError, match=rf"{name}:\d+: not a well-formed {kind} file .*truncated"):
+        read_spectra(path)
+
+
 def test_malformed_mgf_record_is_reported_with_its_position(tmp_path):
     good = "BEGIN IONS\nTITLE=a\nPEPMASS=500.5\nCHARGE=2+\nSEQ=PEPK\n100.1 5\n200.2 7\nEND IONS\n"
     bad = "BEGIN IONS\nTITLE=b\nPEPMASS=600.5\nCHARGE=2+\n100.1 five\nEND IONS\n"
