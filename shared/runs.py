@@ -386,7 +386,11 @@ def read_beir_qrels(path: str | Path) -> Qrels:
 
 
 def load_beir(folder: str | Path, split: str = "test") -> tuple[dict[str, dict[str, str]], dict[str, str], Qrels]:
-    """Load a BEIR folder: ``(corpus, queries, qrels)``; qrels restricted to queries that exist."""
+    """Load a BEIR folder: ``(corpus, queries, qrels)``; qrels restricted to queries that exist.
+
+    Judged queries absent from ``queries.jsonl`` (BEIR subsets often ship the full qrels) are dropped with a
+    warning that gives the counts, so a figure is never silently averaged over fewer queries than expected.
+    """
     folder = Path(folder)
     for part in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (folder / part).is_file():
@@ -394,7 +398,12 @@ def load_beir(folder: str | Path, split: str = "test") -> tuple[dict[str, dict[s
                                 "(expected corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
     corpus = read_beir_corpus(folder / "corpus.jsonl")
     queries = read_beir_queries(folder / "queries.jsonl")
-    qrels = {q: d for q, d in read_beir_qrels(folder / "qrels" / f"{split}.tsv").items() if q in queries}
+    all_qrels = read_beir_qrels(folder / "qrels" / f"{split}.tsv")
+    qrels = {q: d for q, d in all_qrels.items() if q in queries}
+    if len(qrels) < len(all_qrels):
+        dropped = sorted(set(all_qrels) - set(qrels))
+        warnings.warn(f"{folder}: {len(dropped)} of {len(all_qrels)} judged queries in qrels/{split}.tsv are not in "
+                      f"queries.jsonl and were dropped (e.g. {dropped[:3]}); {len(qrels)} remain", stacklevel=2)
     return corpus, queries, qrels
 
 

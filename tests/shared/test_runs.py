@@ -67,8 +67,9 @@ def test_real_beir_files_read_without_warnings_and_keep_the_header_rule(shared_d
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no duplicate, no skipped record in the real files
-        corpus, queries, qrels = load_beir(shared_data / "text" / "beir" / "arcd")
         full = read_beir_qrels(shared_data / "text" / "beir" / "arcd" / "qrels" / "test.tsv")
+    with pytest.warns(UserWarning, match="652 of 702 judged queries"):  # the subset ships the full qrels
+        corpus, queries, qrels = load_beir(shared_data / "text" / "beir" / "arcd")
     assert len(corpus) == 255 and len(queries) == 50
     assert len(full) == 702  # 'query-id corpus-id score' header skipped, every judged query kept
     assert set(qrels) <= set(queries) and len(qrels) == 50
@@ -82,3 +83,17 @@ def test_beir_folder_missing_parts(tmp_path):
 def test_run_scores_round_trip_exactly(tmp_path):
     run = {"q": {"a": 0.1234559, "b": 0.1234561, "c": 1e-12}}
     assert read_run(write_run(run, tmp_path / "r.trec")) == run  # close scores keep their order on disk
+
+
+def test_load_beir_warns_with_counts_when_judged_queries_lack_query_text(tmp_path):
+    import pytest
+
+    from polyrank.shared.runs import load_beir, write_jsonl
+
+    write_jsonl([{"_id": "d1", "text": "a"}], tmp_path / "corpus.jsonl")
+    write_jsonl([{"_id": "q1", "text": "x"}], tmp_path / "queries.jsonl")
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td1\t1\nq3\td1\t1\n")
+    with pytest.warns(UserWarning, match="2 of 3 judged queries"):
+        _, _, qrels = load_beir(tmp_path)
+    assert list(qrels) == ["q1"]
