@@ -321,6 +321,7 @@ def test_load_beir_round_trip_with_unicode_and_missing_titles(tmp_path):
     write_jsonl([{"_id": "q1", "text": "¿qué?"}, {"_id": "q2", "text": "x"}], tmp_path / "queries.jsonl")
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "test.tsv").write_text("q1\td1\t1\nq1\t2\t0\nq9\td1\t1\n")
-    corpus, queries, qrels = load_beir(tmp_path)
+    with pytest.warns(UserWarning, match="1 of 2 judged queries"):  # q9 has no query text: dropped, said so
+        corpus, queries, qrels = load_beir(tmp_path)
     assert corpus == {"d1": {"title": "", "text": "ä"}, "2": {"title": "", "text": "b"}}
     assert queries == {"q1": "¿qué?", "q2": "x"} and qrels == {"q1": {"d1": 1, "2": 0}}
