@@ -14,26 +14,48 @@ Everything here is light to import; modules with torch load on first use.
 
 from __future__ import annotations
 
+from os import PathLike
 from typing import Any
 
 from polyrank.domains.ranknovo.masses import UNIT_MASS, pmd, rmd
 from polyrank.domains.ranknovo.peptides import PeptideError, parse_peptide, to_mass_tags, to_proforma
 
 __all__ = ["UNIT_MASS", "PeptideError", "evaluate_columns", "load", "parse_peptide", "pmd", "read_spectra",
-           "rerank", "rmd", "to_mass_tags", "to_proforma"]
+           "rank", "rerank", "rmd", "to_mass_tags", "to_proforma"]
 
 
-def load(name_or_path: str = "ranknovo.tiny", **overrides: Any) -> Any:
-    """A registered RankNovo (``ranknovo.base``/``ranknovo.tiny``) or a saved directory."""
+def load(name_or_path: str = "ranknovo.tiny", checkpoint: Any = None, device: str | None = None,
+         **overrides: Any) -> Any:
+    """A registered RankNovo (``ranknovo.base``/``ranknovo.tiny``) or a saved directory.
+
+    ``checkpoint``: a saved directory, the ``last.ckpt`` of ``polyrank fit``, or the authors' checkpoint.
+    """
     import polyrank.domains.ranknovo.registry  # noqa: F401  (registers the builders)
     from polyrank.shared.registry import load as registry_load
 
-    return registry_load(name_or_path, **overrides)
+    return registry_load(name_or_path, checkpoint=checkpoint, device=device, **overrides)
+
+
+def rank(query: Any, candidates: Any, top_k: int | None = None, reranker: Any = None) -> list:
+    """The shared ``Reranker.rank`` of ``reranker`` (a reranker, a name or a saved directory; None: tiny, warns)."""
+    return _reranker(reranker).rank(query, candidates, top_k=top_k)
 
 
 def rerank(spectra: Any, candidates: Any, reranker: Any = None) -> list:
-    """``rerank(spectra, candidates) -> [RerankResult(pick_index, pick, pmd, rmd)]`` (default: tiny model)."""
-    return (reranker or load("ranknovo.tiny")).rerank(spectra, candidates)
+    """``rerank(spectra, candidates) -> [RerankResult(pick_index, pick, pmd, rmd)]``.
+
+    ``reranker``: a loaded reranker, a registered name or a saved directory. Without one the untrained
+    ``ranknovo.tiny`` is used and an ``UntrainedWeightsWarning`` says its picks are not meaningful.
+    """
+    return _reranker(reranker).rerank(spectra, candidates)
+
+
+def _reranker(reranker: Any) -> Any:
+    if reranker is None:
+        return load("ranknovo.tiny")  # the builder issues UntrainedWeightsWarning (random weights)
+    if isinstance(reranker, (str, PathLike)):
+        return load(str(reranker))
+    return reranker
 
 
 def read_spectra(path: Any, strict: bool = False) -> Any:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from polyrank.domains.ranknovo.peptides import PeptideError, parse_peptide
 from polyrank.shared.errors import FormatError, PolyrankError
+from polyrank.shared.extras import require
 
 #: Column order of the reference pickles (after the true peptide).
 REFERENCE_MODELS = ("Casanovo-V1", "ContraNovo", "ByNovo", "R-Casanovo", "R-ContraNovo", "R-ByNovo")
@@ -103,7 +104,7 @@ def read_candidate_pickle(path: str | Path, models: Sequence[str] = REFERENCE_MO
 
 def read_casanovo_mztab(path: str | Path) -> dict[str, str]:
     """``spectra_ref -> peptide`` of a Casanovo mzTab (v4 mass tags or v5 ProForma), best PSM per spectrum."""
-    from pyteomics import mztab
+    mztab = require("pyteomics.mztab", extra="peptide")
 
     path = Path(path)
     try:

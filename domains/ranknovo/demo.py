@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -110,15 +111,20 @@ def run_demo(ctx: DemoContext) -> ReportSection:
         fasta, spectra = _generated_inputs(ctx)
         source = "SIMULATED spectra of GENERATED proteins (no ../shared/data/peptides found)"
     threads = torch.get_num_threads()
+    states = (random.getstate(), np.random.get_state())
     torch.set_num_threads(1)  # the demo shares 2 cores with others: one thread avoids oversubscription
     try:
-        return _run(ctx, fasta, spectra, source, title)
+        with torch.random.fork_rng():  # build_trainer seeds everything; the caller's RNG state comes back
+            return _run(ctx, fasta, spectra, source, title)
     finally:
         torch.set_num_threads(threads)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
 
 
 def _run(ctx: DemoContext, fasta: Path, spectra: list, source: str, title: str) -> ReportSection:
-    from polyrank.domains.ranknovo.metrics import evaluate_columns, peptide_matches
+    from polyrank.domains.ranknovo.metrics import peptide_matches
+    from polyrank.domains.ranknovo.pipeline import rerank_candidates
     from polyrank.domains.ranknovo.reranker import RankNovoReranker
     from polyrank.domains.ranknovo.simulate import NoisyBaseModel
 
@@ -133,12 +139,12 @@ def _run(ctx: DemoContext, fasta: Path, spectra: list, source: str, title: str) 
     models = [NoisyBaseModel(name, acc) for name, acc in ACCURACIES.items()]
     rows = [["".join(m.predict(t, rng)) for m in models] for t in truths]
     columns = {m.name: [r[k] for r in rows] for k, m in enumerate(models)}
-    results = reranker.rerank(spectra, rows)
-    picks = [r.pick for r in results]
-    zero_shot = reranker.rerank(spectra, [r[3:] for r in rows])  # unseen number/set of base models
-    metrics = evaluate_columns(columns, truths, picks)
-    subset = {n: columns[n] for n in list(columns)[3:]}
-    metrics_zs = evaluate_columns(subset, truths, [r.pick for r in zero_shot])
+    # shared flow: a Run of candidates per spectrum -> rerank_run -> picks and metrics (pipeline.py)
+    reranked = rerank_candidates(reranker, spectra, columns, truths)
+    picks, metrics = reranked.picks, reranked.metrics
+    subset = {n: columns[n] for n in list(columns)[3:]}  # unseen number/set of base models
+    zero_shot = rerank_candidates(reranker, spectra, subset, truths)
+    metrics_zs = zero_shot.metrics
 
     keys = ("aa_precision", "aa_recall", "peptide_recall")
     table_rows = [[n, f"{ACCURACIES[n]:.2f}", *(getattr(m, k) for k in keys)]
@@ -149,10 +155,10 @@ def _run(ctx: DemoContext, fasta: Path, spectra: list, source: str, title: str) 
         table_rows.append([label, "-", *(getattr(m, k) for k in keys)])
     figures = []
     hits = peptide_matches(picks, truths)
-    for i, res in enumerate(results):
+    for i, pick in enumerate(picks):
         wrong = [c for c in rows[i] if not peptide_matches([c], [truths[i]])[0]]
         if hits[i] and wrong:
-            path = _plot(spectra[i], res.pick, wrong[0], ctx.out_dir / "ranknovo_ladders.png")
+            path = _plot(spectra[i], pick, wrong[0], ctx.out_dir / "ranknovo_ladders.png")
             figures.append(Figure("b/y ladders of the picked vs a rejected candidate", path,
                                   f"Spectrum {spectra[i].title} (true {truths[i]}) from {source}; "
                                   "candidates are SIMULATED."))
@@ -161,7 +167,8 @@ def _run(ctx: DemoContext, fasta: Path, spectra: list, source: str, title: str) 
     summary = (f"Tiny RankNovo trained {train_s:.0f}s on SIMULATED spectra (val pick hit {val_hit:.2f}); "
                f"reranking SIMULATED candidates of {len(spectra)} {source}: peptide recall "
                f"{metrics['RankNovo'].peptide_recall:.3f} vs best base model {best_base:.3f} and oracle "
-               f"{metrics['oracle'].peptide_recall:.3f}.")
+               f"{metrics['oracle'].peptide_recall:.3f}; P@1 over spectra with a correct candidate "
+               f"{reranked.hit_at_1 or 0.0:.3f}.")
     note = ("Base models are SIMULATED (truth with the given probability, else isobaric / transposition / "
             f"substitution decoys); spectra: {source}. Metrics: Casanovo's prefix/suffix "
             "matching, 0.5/0.1 Da.")

@@ -12,8 +12,16 @@
 - Heads: ``global_head`` on ``<cls>`` -> predicted PMD per candidate; ``local_head`` per position ->
   predicted RMD per residue. Selection is ``argmin`` PMD over real rows.
 
-Differences from the reference, as options or notes: the row-attention scale uses the number of *real*
-rows of each MSA (the reference divides by all rows of the batch tensor; identical without padded rows).
+The parameters mirror the reference module for module, so the authors' checkpoint loads exactly
+(``checkpoints.convert_reference_state_dict``): ``Linear(1->d)`` of the intensity has no bias; the learned
+positions use the reference's ``LearnedPositionalEmbedding`` layout (``max_length + <pad> + 1`` rows, real
+token ``i`` at row ``<pad> + 1 + i``); the row/column attentions' fused ``qkv`` is the reference's
+``q_proj``/``k_proj``/``v_proj`` stacked; each axial sub-block has its own LayerNorm (none for columns when
+``use_col=False``). The sinusoid wavelengths are not stored (the reference keeps them as buffers; the
+converter checks that they agree).
+
+Difference from the reference, as a note: the row-attention scale uses the number of *real* rows of each
+MSA (the reference divides by all rows of the batch tensor; identical without padded rows).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ class PeakEncoder(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.mz_encoder = MassEncoder(dim)
-        self.intensity_encoder = nn.Linear(1, dim)
+        self.intensity_encoder = nn.Linear(1, dim, bias=False)  # reference PeakEncoder.int_encoder: no bias
 
     def forward(self, peaks: torch.Tensor) -> torch.Tensor:  # (B, P, 2) -> (B, P, D)
         return self.mz_encoder(peaks[..., 0]) + self.intensity_encoder(peaks[..., 1:2].float())
@@ -88,7 +96,9 @@ class MSAEmbedding(nn.Module):
         self.remaining_mass_encoder = MassEncoder(dim - dim // 2 - dim // 4)
         self.precursor_encoder = MassEncoder(dim // 2)
         self.charge_encoder = nn.Embedding(max_charge, dim // 2)
-        self.positions = nn.Embedding(max_positions, dim)
+        self.max_positions = max_positions
+        # reference LearnedPositionalEmbedding: rows 0..<pad> unused/padding, real token i -> row <pad> + 1 + i
+        self.positions = nn.Embedding(max_positions + PAD + 1, dim, padding_idx=PAD)
         self.register_buffer("token_mass", token_masses(mass_table).float(), persistent=False)
 
     def forward(self, tokens: torch.Tensor, precursor_mass: torch.Tensor,
@@ -102,7 +112,10 @@ class MSAEmbedding(nn.Module):
         zero = torch.zeros_like(precursor_mass, dtype=torch.float)
         prec = torch.cat([prec, self.residue_mass_encoder(zero), self.remaining_mass_encoder(zero)], dim=-1)
         x = torch.cat([x[:, :, :1] + prec[:, None, None, :], x[:, :, 1:]], dim=2)
-        return x + self.positions(torch.arange(tokens.shape[-1], device=tokens.device))
+        if tokens.shape[-1] > self.max_positions:
+            raise ValueError(f"MSA width {tokens.shape[-1]} exceeds max_length {self.max_positions}")
+        real = (tokens != PAD).long()
+        return x + self.positions(torch.cumsum(real, dim=-1) * real + PAD)
 
 
 def _masked_softmax(logits: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
@@ -161,19 +174,20 @@ class AxialLayer(nn.Module):
         self.cross = nn.MultiheadAttention(dim, n_head, dropout=dropout, batch_first=True)
         self.ffn = nn.Sequential(nn.Linear(dim, dim_feedforward), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(dim_feedforward, dim))
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(4))
+        self.row_norm, self.cross_norm, self.ffn_norm = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.col_norm = nn.LayerNorm(dim) if use_col else None
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor, memory: torch.Tensor,
                 memory_pad: torch.Tensor) -> torch.Tensor:
         b, r, c, d = x.shape
-        x = x + self.dropout(self.row(self.norms[0](x), pad))
+        x = x + self.dropout(self.row(self.row_norm(x), pad))
         if self.col is not None:
-            x = x + self.dropout(self.col(self.norms[1](x), pad))
-        h = self.norms[2](x).reshape(b, r * c, d)
+            x = x + self.dropout(self.col(self.col_norm(x), pad))
+        h = self.cross_norm(x).reshape(b, r * c, d)
         h, _ = self.cross(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)
         x = x + self.dropout(h.view(b, r, c, d))
-        x = x + self.dropout(self.ffn(self.norms[3](x)))
+        x = x + self.dropout(self.ffn(self.ffn_norm(x)))
         return x * (~pad)[..., None].to(x.dtype)
 
 
@@ -181,7 +195,7 @@ class RankNovo(nn.Module):
     """Spectrum encoder + MSA axial decoder + PMD/RMD heads (reference ``Spec2Pep`` + ``MSADecoder``)."""
 
     def __init__(self, dim_model: int = 512, n_head: int = 8, dim_feedforward: int = 1024, n_layers: int = 8,
-                 dropout: float = 0.3, max_length: int = 100, max_charge: int = 5, use_col: bool = True,
+                 dropout: float = 0.3, max_length: int = 100, max_charge: int = 10, use_col: bool = True,
                  mass_table: str = "reference") -> None:
         super().__init__()
         self.max_length = max_length

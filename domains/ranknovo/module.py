@@ -66,10 +66,28 @@ def pick_hit(out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
 
 
 class RankNovoModule(L.LightningModule):
-    """LightningModule wrapping :class:`RankNovo` with the PMD + RMD regression objective."""
+    """LightningModule wrapping :class:`RankNovo` with the PMD + RMD regression objective.
+
+    Args:
+        dim_model: Width d of the spectrum encoder and the MSA decoder (512 in the reference config).
+        n_head: Attention heads of every attention (8).
+        dim_feedforward: Hidden width of the feed-forward blocks (1024).
+        n_layers: Layers of the spectrum encoder and, as many, axial decoder layers (8).
+        dropout: Dropout of every block, attention and activation (0.3).
+        max_length: Learned MSA positions incl. ``<cls>``; longer candidates are truncated (100).
+        max_charge: Precursor charges embedded, 1..max_charge (10 in the reference config).
+        use_col: Use the column (across-candidate) attention of each axial layer (True).
+        mass_table: Residue masses, ``reference`` (RankNovo's table) or ``pyteomics``.
+        lr: AdamW learning rate (1e-4).
+        weight_decay: AdamW weight decay (8e-5).
+        warmup_steps: Linear warm-up steps before the cosine decay.
+        max_steps: Length of the cosine schedule; None: the trainer's estimated optimiser steps.
+        rmd_weight: Weight of the per-residue RMD loss against the PMD loss.
+        loss: Regression loss of both heads: ``mse``, ``l1`` or ``huber``.
+    """
 
     def __init__(self, dim_model: int = 512, n_head: int = 8, dim_feedforward: int = 1024, n_layers: int = 8,
-                 dropout: float = 0.3, max_length: int = 100, max_charge: int = 5, use_col: bool = True,
+                 dropout: float = 0.3, max_length: int = 100, max_charge: int = 10, use_col: bool = True,
                  mass_table: Literal["reference", "pyteomics"] = "reference", lr: float = 1e-4,
                  weight_decay: float = 8e-5, warmup_steps: int = 100, max_steps: int | None = None,
                  rmd_weight: float = 1.0, loss: Literal["mse", "l1", "huber"] = "mse") -> None:
@@ -150,6 +168,22 @@ class RankNovoDataModule(L.LightningDataModule):
     The SIMULATED data are synthetic spectra of tryptic peptides of a FASTA with noisy base models;
     ``fasta=None`` uses ``<data_dir>/peptides/casanovo/preprocessed_mouse.fasta`` (Casanovo's sample).
     Real data follow ``datasets/massive_kb/README.md`` (MGF + aligned candidate pickle or CSV).
+
+    Args:
+        fasta: Proteins whose tryptic peptides are simulated; None: Casanovo's sample mouse FASTA.
+        n_train: SIMULATED training spectra.
+        n_val: SIMULATED validation spectra (peptides held out of training).
+        batch_size: Spectra per batch.
+        n_peaks: Most intense peaks kept per spectrum (300 in the reference).
+        max_length: MSA width incl. ``<cls>``; must match the model's ``max_length``.
+        mass_table: Residue masses for the PMD/RMD labels (``reference`` or ``pyteomics``).
+        seed: Seed of the simulation.
+        min_peptide_length: Shortest tryptic peptide simulated.
+        max_peptide_length: Longest tryptic peptide simulated.
+        train_mgf: Annotated training MGF (real data); used with ``train_candidates``.
+        train_candidates: Candidates aligned with ``train_mgf`` (reference pickle or CSV/TSV).
+        val_mgf: Annotated validation MGF (real data).
+        val_candidates: Candidates aligned with ``val_mgf``.
     """
 
     def __init__(self, fasta: str | None = None, n_train: int = 512, n_val: int = 64, batch_size: int = 32,

@@ -7,7 +7,9 @@ fewer candidates or shorter MSAs are filled with ``<pad>``; a row that is all ``
 
 Vocabulary (reference ``Alphabet``): ``<cls> <pad> <eos> <unk>``, residues with I mapped to L for the
 MSA, the modification marks ``0``..``7``, ``.`` and ``-``, ``<null_i>`` fillers to a multiple of 8, then
-``<mask>``. Plain (unmodified) ``C`` is added to the residues; the reference vocabulary has no slot for it.
+``<mask>``. The reference vocabulary has no slot for plain (unmodified) ``C``; it takes the first filler
+(``<null_1>``), so every other token keeps the reference's index and the authors' embedding table loads
+row for row (``checkpoints.py``). A reference checkpoint never saw plain ``C``: that row is untrained there.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import torch
 from polyrank.domains.ranknovo.masses import UNIT_MASS, pmd_batch, rmd_batch
 from polyrank.domains.ranknovo.peptides import PTM_MARKS, mass_table, parse_peptide
 
-_RESIDUES = list("GASPVTLINDQKEMHFRYWC") + list("01234567") + [".", "-"]
-TOKENS = ["<cls>", "<pad>", "<eos>", "<unk>"] + _RESIDUES
-TOKENS += [f"<null_{i + 1}>" for i in range((8 - len(TOKENS) % 8) % 8)] + ["<mask>"]
+_RESIDUES = list("GASPVTLINDQKEMHFRYW") + list("01234567") + [".", "-"]  # reference msa/constants.py
+REFERENCE_TOKENS = ["<cls>", "<pad>", "<eos>", "<unk>"] + _RESIDUES
+REFERENCE_TOKENS += [f"<null_{i + 1}>" for i in range((8 - len(REFERENCE_TOKENS) % 8) % 8)] + ["<mask>"]
+TOKENS = ["C" if t == "<null_1>" else t for t in REFERENCE_TOKENS]  # plain C in the first unused filler
 TOKEN_INDEX = {t: i for i, t in enumerate(TOKENS)}
 CLS, PAD, GAP = TOKEN_INDEX["<cls>"], TOKEN_INDEX["<pad>"], TOKEN_INDEX["-"]
 

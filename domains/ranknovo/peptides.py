@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from polyrank.shared.errors import PolyrankError
+from polyrank.shared.extras import require
 
 #: RankNovo's residue masses (Da), keyed by canonical token. Plain ``C`` is free cysteine (absent from
 #: the reference table, which only ever sees ``C+57.021``).
@@ -166,7 +167,7 @@ def to_marks(tokens: Sequence[str], i_to_l: bool = True) -> str:
 
 @lru_cache(maxsize=4)
 def _pyteomics_masses() -> dict[str, float]:
-    from pyteomics import mass
+    mass = require("pyteomics.mass", extra="peptide")
 
     delta = {"+57.021": "H3C2NO", "+15.995": "O", "+0.984": "H-1N-1O", "+42.011": "H2C2O", "+43.006": "HCNO",
              "-17.027": "H-3N-1"}

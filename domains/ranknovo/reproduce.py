@@ -4,9 +4,11 @@
 pickle (``bacillus_6m_V1.pkl``: ``[true, 6 base models]`` per spectrum) and a checkpoint, then reports
 Casanovo's AA precision and peptide recall of the reranked picks (and of each base model, as extra keys).
 
-The checkpoint must be a polyrank RankNovo (a directory from ``RankNovoReranker.save`` or a ``.ckpt`` of
-``RankNovoModule``). The authors' Google-Drive checkpoint uses the reference code's parameter names and
-would need a key mapping that has not been verified offline.
+The checkpoint is the authors' released ``model_0.660.ckpt`` (``RankNovo/run.sh``; reference layout,
+converted exactly by ``checkpoints.py``), or a polyrank RankNovo (a directory from ``RankNovoReranker.save``
+or a ``.ckpt`` of ``RankNovoModule``); ``load("ranknovo.base", checkpoint=...)`` tells them apart. The
+candidates go through the shared flow (``pipeline.rerank_candidates``: a Run per spectrum, ``rerank_run``,
+``evaluate``); the reported figures are Casanovo's metrics of the picks (``metrics.py``).
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ class RankNovoBenchmark(Reproduction):
 
     def run(self) -> dict[str, float]:
         from polyrank.domains.ranknovo.candidates import read_candidate_pickle
-        from polyrank.domains.ranknovo.metrics import evaluate_columns
-        from polyrank.domains.ranknovo.registry import ranknovo_base
+        from polyrank.domains.ranknovo.pipeline import rerank_candidates
         from polyrank.domains.ranknovo.spectra import read_mgf
         from polyrank.shared.errors import PolyrankError
+        from polyrank.shared.registry import load
 
         spectra = read_mgf(self.mgf).spectra
         cands = read_candidate_pickle(self.candidates)
@@ -51,15 +53,16 @@ class RankNovoBenchmark(Reproduction):
         if len(spectra) != len(cands.rows):
             raise PolyrankError(f"{self.mgf} has {len(spectra)} readable spectra but {self.candidates} has "
                                 f"{len(cands.rows)} candidate lists; they must align one to one")
-        reranker = ranknovo_base(checkpoint=str(self.checkpoint), device=self.device,
-                                 batch_size=self.batch_size)
-        picks = [r.pick for r in reranker.rerank(spectra, cands.rows)]
+        reranker = load("ranknovo.base", checkpoint=str(self.checkpoint), device=self.device,
+                        batch_size=self.batch_size)
         columns = {m: cands.column(m) for m in cands.models}
-        metrics = evaluate_columns(columns, cands.truths, picks,
+        result = rerank_candidates(reranker, spectra, columns, cands.truths,
                                    precision_denominator=self.precision_denominator)
-        best = metrics["RankNovo"]
+        best = result.metrics["RankNovo"]
         out = {"aa_precision": best.aa_precision, "peptide_recall": best.peptide_recall}
-        for name, m in metrics.items():
+        if result.hit_at_1 is not None:
+            out["P@1"] = result.hit_at_1
+        for name, m in result.metrics.items():
             if name != "RankNovo":
                 out[f"{name}/aa_precision"], out[f"{name}/peptide_recall"] = m.aa_precision, m.peptide_recall
         return out

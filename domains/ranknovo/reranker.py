@@ -124,25 +124,42 @@ class RankNovoReranker(Reranker):
 
 ARCH_KEYS = ("dim_model", "n_head", "dim_feedforward", "n_layers", "dropout", "max_length", "max_charge",
              "use_col", "mass_table")
+RERANKER_KEYS = ("batch_size", "n_peaks", "bf16")
 
 
 def build_reranker(config: Mapping[str, Any], registry_name: str, checkpoint: str | None = None,
-                   device: str = "cpu", **kwargs: Any) -> RankNovoReranker:
-    """A reranker from an architecture ``config``; ``checkpoint``: a saved directory or a ``.ckpt``."""
+                   device: str = "cpu", seed: int = 0, **kwargs: Any) -> RankNovoReranker:
+    """A reranker from an architecture ``config``; ``checkpoint``: a saved directory or a ``.ckpt``/``.pt``.
+
+    The architecture comes from the checkpoint when it records one (``config.json`` of a saved directory,
+    the ``hparams`` of a ``polyrank fit`` checkpoint, the shapes of the authors' checkpoint), so the model
+    holds exactly the stored weights; any missing, unexpected or misshapen key is an error naming it.
+    Random weights (no checkpoint) are drawn from a private generator seeded with ``seed``: building never
+    touches the global RNG.
+    """
+    from polyrank.domains.ranknovo.checkpoints import check_buffers, convert_reference_state_dict, load_exact
+
     config = {k: v for k, v in config.items() if k in ARCH_KEYS}
-    state = None
+    state, buffers, source = None, None, None
     if checkpoint is not None:
-        config, state = _load_checkpoint(Path(checkpoint), config)
-    model = RankNovo(**config)
+        config, state, buffers, source = _load_checkpoint(Path(checkpoint), config)
+        if buffers is None and source.startswith("reference"):
+            state, buffers = convert_reference_state_dict(state)
+    with torch.random.fork_rng(devices=[]):  # random init must not advance the caller's RNG
+        torch.random.default_generator.manual_seed(seed)  # CPU generator only; restored on exit
+        model = RankNovo(**config)
     if state is not None:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise PolyrankError(f"checkpoint {checkpoint} does not fit RankNovo({config}): "
-                                f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if buffers:
+            check_buffers(model, buffers, source)
+        load_exact(model, state, source)
     return RankNovoReranker(model, config, registry_name, device, **kwargs)
 
 
-def _load_checkpoint(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _load_checkpoint(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor],
+                                                                  dict[str, torch.Tensor] | None, str]:
+    """``(architecture, weights, reference buffers or None, description)`` of a checkpoint path."""
+    from polyrank.domains.ranknovo.checkpoints import read_checkpoint, reference_architecture
+
     if path.is_dir():
         from safetensors.torch import load_file
 
@@ -151,16 +168,14 @@ def _load_checkpoint(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any]
                                 "RankNovoReranker.save")
         saved = json.loads((path / CONFIG).read_text()) if (path / CONFIG).is_file() else {}
         arch = {**config, **{k: v for k, v in saved.items() if k in ARCH_KEYS}}
-        return arch, load_file(str(path / WEIGHTS))
+        return arch, load_file(str(path / WEIGHTS)), {}, f"saved RankNovo {path}"
     if not path.is_file():
         raise PolyrankError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise PolyrankError(f"{path} is not a Lightning checkpoint of RankNovoModule (no 'state_dict'); expected "
-                            "a .ckpt written by `polyrank fit` or a directory written by RankNovoReranker.save")
-    hparams = ckpt.get("hyper_parameters", {})
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    return {**config, **{k: v for k, v in hparams.items() if k in ARCH_KEYS}}, state
+    state, hparams, layout = read_checkpoint(path)
+    if layout == "reference":  # the authors' Spec2Pep: architecture from the weights' shapes
+        arch = reference_architecture(state, hparams, n_head=int(config.get("n_head", 8)))
+        return {**config, **arch}, state, None, f"reference checkpoint {path}"
+    return {**config, **{k: v for k, v in hparams.items() if k in ARCH_KEYS}}, state, {}, f"checkpoint {path}"
 
 
 def _finite_scores(scores: np.ndarray) -> np.ndarray:

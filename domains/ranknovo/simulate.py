@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from polyrank.domains.ranknovo.peptides import REFERENCE_MASSES, parse_peptide
 from polyrank.domains.ranknovo.spectra import PROTON, Spectrum
+from polyrank.shared.extras import require
 
 _PLAIN = [aa for aa in "GASPVTLNDQKEMHFRYW"]
 # Isobaric and near-isobaric rewrites (pattern -> replacement), applied at one random site.
@@ -32,7 +32,7 @@ DECOY_KINDS = ("isobaric", "transpose", "substitute")
 
 def read_fasta(path: str | Path) -> list[str]:
     """Protein sequences of a FASTA file (pyteomics)."""
-    from pyteomics import fasta
+    fasta = require("pyteomics.fasta", extra="peptide")
 
     with fasta.read(str(path)) as entries:
         return [seq for _, seq in entries]
@@ -41,7 +41,7 @@ def read_fasta(path: str | Path) -> list[str]:
 def tryptic_peptides(proteins: Sequence[str], min_length: int = 7, max_length: int = 20,
                      missed_cleavages: int = 0) -> list[str]:
     """Unique fully tryptic peptides of standard residues; C is written carbamidomethylated (``C+57.021``)."""
-    from pyteomics import parser
+    parser = require("pyteomics.parser", extra="peptide")
 
     peptides: set[str] = set()
     for protein in proteins:
@@ -115,7 +115,7 @@ class NoisyBaseModel:
 
 def _ion_offsets() -> tuple[float, float]:
     """b and y ion (1+) offsets over the residue sum, from pyteomics (``fast_mass('')`` = ion cap only)."""
-    from pyteomics import mass
+    mass = require("pyteomics.mass", extra="peptide")
 
     return mass.fast_mass("", ion_type="b", charge=1), mass.fast_mass("", ion_type="y", charge=1)
 

@@ -10,7 +10,16 @@ from polyrank.shared.demo import DemoContext
 
 @pytest.mark.slow
 def test_demo_on_generated_data_beats_every_base_model(tmp_path):
+    import random
+
+    import numpy as np
+    import torch
+
+    before = (torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate())
     section = run_demo(DemoContext(tmp_path, data_dir=None))
+    # the demo trains through build_trainer (seed_everything) but must hand the caller's RNG state back
+    assert torch.equal(before[0], torch.get_rng_state()) and np.array_equal(before[1], np.random.get_state()[1])
+    assert before[2] == random.getstate()
     assert "GENERATED" in section.summary
     rows = {row[0]: row for row in section.tables[0].rows}
     best_base = max(row[-1] for name, row in rows.items() if name.startswith("sim-"))

@@ -117,3 +117,26 @@ def test_a_non_lightning_checkpoint_is_refused_clearly(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
     with pytest.raises(PolyrankError, match="not a Lightning checkpoint of RankNovoModule"):
         load("ranknovo.tiny", checkpoint=str(tmp_path / "other.ckpt"))
+
+
+def test_declared_overrides_are_exactly_what_the_builders_accept():
+    # guards: ranknovo.base/tiny must declare options (unknown overrides were silently passed on before)
+    import inspect
+
+    from polyrank.domains.ranknovo.registry import OPTIONS
+    from polyrank.domains.ranknovo.reranker import ARCH_KEYS, RERANKER_KEYS, build_reranker
+    from polyrank.shared.registry import options
+
+    wrapper = set(inspect.signature(RankNovoReranker).parameters) - {"model", "config", "registry_name", "device"}
+    assert set(RERANKER_KEYS) == wrapper and "seed" in inspect.signature(build_reranker).parameters
+    assert set(OPTIONS) == set(ARCH_KEYS) | set(RERANKER_KEYS) | {"seed"}
+    for name in ("ranknovo.base", "ranknovo.tiny"):
+        assert set(options(name)) == set(OPTIONS)
+        with pytest.raises(PolyrankError, match="batch_size"):
+            load(name, batch_sise=8)
+    with pytest.warns(UserWarning):
+        reranker = load("ranknovo.tiny", batch_size=2, n_peaks=50, bf16=False, seed=3, dim_model=16, n_head=2,
+                        dim_feedforward=16, n_layers=1, dropout=0.0, max_length=30, max_charge=4, use_col=False,
+                        mass_table="reference")
+    assert (reranker.batch_size, reranker.n_peaks, reranker.model.max_length) == (2, 50, 30)
+    assert reranker.model.layers[0].col is None and reranker.model.layers[0].col_norm is None

@@ -68,18 +68,55 @@ def test_non_finite_gradients_are_skipped():
     assert all(torch.count_nonzero(p.grad) == 0 for p in module.parameters())
 
 
-def test_tiny_config_trains_end_to_end(tmp_path, shared_data):
-    from polyrank.shared.cli import main
+def _generated_fasta(path: Path) -> Path:
+    """GENERATED proteins (no shared data needed): enough tryptic peptides of length 7-20 for tiny.yaml."""
+    import numpy as np
 
-    fasta = shared_data / "peptides" / "casanovo" / "preprocessed_mouse.fasta"
+    rng = np.random.default_rng(0)
+    residues = list("ACDEFGHIKLMNPQRSTVWY")
+    weights = np.array([8, 1, 5, 7, 4, 7, 2, 6, 6, 10, 2, 4, 5, 4, 6, 7, 5, 7, 1, 3], dtype=float)
+    proteins = ["".join(rng.choice(residues, 300, p=weights / weights.sum())) for _ in range(12)]
+    path.write_text("".join(f">generated_{i}\n{p}\n" for i, p in enumerate(proteins)))
+    return path
+
+
+def test_tiny_config_fit_then_reload_serves_the_trained_weights(tmp_path):
+    # guards: the .ckpt that `polyrank fit` writes must load into ranknovo.tiny as exactly the trained weights
+    import inspect
+    import warnings
+
+    import numpy as np
+
+    from polyrank.domains.ranknovo import load
+    from polyrank.shared.cli import main
+    from polyrank.shared.registry import UntrainedWeightsWarning
+
+    fasta = _generated_fasta(tmp_path / "generated.fasta")
     assert main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
                  "--data.fasta", str(fasta)]) == 0
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file()
-    from polyrank.shared.registry import load
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert raw["global_step"] == 2 * (64 // 16)  # tiny.yaml: 2 epochs x 64 spectra / batch 16
+    accepted = inspect.signature(RankNovoModule).parameters
+    module = RankNovoModule(**{k: v for k, v in raw["hyper_parameters"].items() if k in accepted}).eval()
+    module.load_state_dict(raw["state_dict"])
 
-    reranker = load("ranknovo.base", checkpoint=str(ckpt))  # architecture comes from the checkpoint (tiny)
-    assert reranker.model.embed.positions.embedding_dim == 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedWeightsWarning)  # trained weights: no warning
+        reranker = load("ranknovo.tiny", checkpoint=ckpt)
+    assert reranker.model.embed.positions.embedding_dim == 32 and reranker.config["n_layers"] == 1
+    examples = simulated_examples(tryptic_peptides(read_fasta(fasta)), 8, seed=11)
+    spectra, rows = [e.spectrum for e in examples], [e.candidates for e in examples]
+    served = np.stack([r.pmd for r in reranker.rerank(spectra, rows)])
+    with torch.no_grad():
+        own = module(collate(examples, with_labels=False))["pmd"].numpy()
+    np.testing.assert_allclose(served, own, rtol=1e-6, atol=1e-6)
+    with pytest.warns(UntrainedWeightsWarning):
+        untrained = load("ranknovo.tiny")
+    random_pmd = np.stack([r.pmd for r in untrained.rerank(spectra, rows)])
+    assert not np.allclose(served, random_pmd, atol=1e-3)
+    also_base = load("ranknovo.base", checkpoint=ckpt)  # the architecture comes from the checkpoint (tiny)
+    np.testing.assert_array_equal(np.stack([r.pmd for r in also_base.rerank(spectra, rows)]), served)
 
 
 def test_datamodule_reads_real_files(tmp_path):
