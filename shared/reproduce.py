@@ -6,7 +6,7 @@ A reproduction config is a strict YAML file::
     paper: "Shao et al., ICCV 2023 (SuperGlobal)"
     table: "Table 2"
     row: "R50 + SuperGlobal, ROxford5k Medium"
-    expected: {mAP_medium: 78.1}
+    expected: {mAP_medium: 78.1}   # each figure cited in the header; {} when unknown (the header says so)
     tolerance: 0.5            # absolute, in the metric's unit
     reproduction:             # a Reproduction subclass, built by jsonargparse (unknown keys are errors)
       class_path: polyrank.domains.superglobal.reproduce.SuperGlobalRow
@@ -65,6 +65,9 @@ class ReproductionResult:
             ok = got is not None and abs(got - exp) <= self.tolerance
             out.append([key, exp, "-" if got is None else got, "-" if got is None else got - exp,
                         "yes" if ok else "no"])
+        for key, got in self.measured.items():  # figures the paper row does not state (expected 'unknown')
+            if key not in self.expected:
+                out.append([key, "unknown", got, "-", "-"])
         return out
 
 

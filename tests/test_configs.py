@@ -22,8 +22,15 @@ def test_config_parses_and_instantiates(path, tmp_path):
 
         cfg = _parse(path)
         assert isinstance(cfg.reproduction, Reproduction)
-        assert cfg.expected, f"{path} states no expected figure"
-        assert path.read_text().startswith("#"), f"{path} needs a comment header (paper, table, row)"
+        text = path.read_text()
+        header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+        assert text.startswith("#"), f"{path} needs a comment header (paper, table, row)"
+        if cfg.expected:  # every figure cites where it comes from, never from memory
+            assert any(src in header for src in ("Table", "README", "Papers-with-Code")), \
+                f"{path}: the header must cite the source of its expected figures (table and row, README, listing)"
+            assert "unverified" not in header.lower(), f"{path}: an unverified figure must be 'unknown', not expected"
+        else:
+            assert "unknown" in header.lower(), f"{path} states no expected figure and does not say 'unknown'"
         return
     from lightning.pytorch import LightningModule
 

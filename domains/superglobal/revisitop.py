@@ -9,7 +9,8 @@ Layout under ``root`` (as the official code's ``TEST.DATA_DIR``)::
 The first stage ranks the whole database by dot product (the official full argsort). With +1M the
 descriptors of the distractors are streamed into the candidate store in chunks and each query keeps its
 top ``depth`` results (default 10,000; a positive below that depth counts as not retrieved, so the AP
-is then a lower bound). The top ``M`` are reranked; the rest keep their order.
+is then a lower bound). The top ``M`` are reranked; the rest keep their order. Rankings travel as shared
+``Run`` objects (``CandidateStore.search_run`` -> ``rerank_run``) into the revisitop metric.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import numpy as np
 
 from polyrank.domains.superglobal.data import RevisitopGnd, read_gnd
 from polyrank.domains.superglobal.extract import Extractor
-from polyrank.domains.superglobal.metrics import ProtocolResult, revisitop_map
-from polyrank.domains.superglobal.rerank import BETA_DEFAULT, K_DEFAULT, M_DEFAULT, rerank_topm
+from polyrank.domains.superglobal.metrics import ProtocolResult, revisitop_run_map
+from polyrank.domains.superglobal.rerank import BETA_DEFAULT, K_DEFAULT, M_DEFAULT
 from polyrank.domains.superglobal.store import build_store
 from polyrank.shared.atomic import atomic_file
 from polyrank.shared.errors import MissingResourceError
+from polyrank.shared.protocol import Run, rerank_run
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +117,36 @@ def rows(database: np.ndarray, distractors: np.ndarray | None, index: np.ndarray
     return out
 
 
+def first_stage_run(queries: np.ndarray, query_ids: list[str], database: np.ndarray,
+                    distractors: np.ndarray | None = None, depth: int = 10_000, chunk: int = 50_000) -> Run:
+    """The first stage as a shared ``Run`` from ``CandidateStore.search_run``: document ids are row numbers
+    (``"0".."N-1"`` the database, ``"N"..`` the streamed distractors). Without distractors every database image
+    is ranked (the official full ranking); with them each query keeps its top ``depth``."""
+    n_db = len(database)
+    chunks = ((list(map(str, range(n_db + s, n_db + s + len(distractors[s:s + chunk])))),
+               np.asarray(distractors[s:s + chunk], dtype=np.float32))
+              for s in range(0, len(distractors), chunk)) if distractors is not None else ()
+    store = build_store([str(i) for i in range(n_db)], database, chunks)
+    k = n_db if distractors is None else min(depth, n_db + len(distractors))
+    return store.search_run(query_ids, np.asarray(queries, dtype=np.float32), k)
+
+
 def evaluate(desc: Descriptors, rerank: bool = True, m: int = M_DEFAULT, k: int = K_DEFAULT,
              beta: float = BETA_DEFAULT, distractors: np.ndarray | None = None, depth: int = 10_000,
              device: str | None = None) -> dict[str, ProtocolResult]:
-    """Easy/Medium/Hard results of the first stage, optionally followed by SuperGlobal reranking."""
-    ranks = first_stage(desc.queries, desc.database, distractors, depth)
+    """Easy/Medium/Hard results of the first stage, optionally followed by SuperGlobal reranking.
+
+    The shared flow: first-stage ``Run`` (:func:`first_stage_run`), ``rerank_run`` of its top ``m`` with a
+    descriptor-only :class:`SuperGlobalReranker` (the rest keeps its order), then the revisitop protocol on the
+    resulting ``Run`` (with the standard ir-measures AP of the junk-free run beside it).
+    """
+    from polyrank.domains.superglobal.reranker import SuperGlobalReranker
+
+    qids = list(desc.gnd.qimlist)
+    run = first_stage_run(desc.queries, qids, desc.database, distractors, depth)
     if rerank:
-        head = ranks[:, :min(m, ranks.shape[1])]
-        top = np.unique(head)  # only the shortlisted rows are needed: gather them once, sorted
-        shortlist = rows(desc.database, distractors, top)
-        reranked, _ = rerank_topm(desc.queries, shortlist, np.searchsorted(top, head), m, k, beta, device=device)
-        ranks = ranks.copy()
-        ranks[:, :head.shape[1]] = top[reranked]
-    return revisitop_map(ranks, desc.gnd.gnd)
+        reranker = SuperGlobalReranker(None, m, k, beta, dim=desc.database.shape[1], device=device or "cpu")
+        queries = dict(zip(qids, desc.queries))
+        run = rerank_run(run, reranker, queries, lambda doc: rows(desc.database, distractors, [int(doc)])[0],
+                         depth=m)
+    return revisitop_run_map(run, desc.gnd.gnd, qids, int)
