@@ -96,20 +96,24 @@ def _generated_inputs(ctx: DemoContext, n_spectra: int = 128) -> tuple[Path, lis
 
 
 def run_demo(ctx: DemoContext) -> ReportSection:
-    """The ranknovo section of ``polyrank demo``: real spectra from ``../shared/data/peptides`` when present,
-    else GENERATED proteins and SIMULATED spectra (said in the report)."""
+    """The ranknovo section of ``polyrank demo``: the 128 real annotated spectra of Casanovo's sample (the shared
+    copy, or the one embedded in ``datasets/casanovo_sample``); GENERATED proteins and SIMULATED spectra only
+    where neither exists (an installed wheel without the repository), said in the report."""
     from polyrank.domains.ranknovo.spectra import read_mgf
+    from polyrank.shared.embedded import locate
+    from polyrank.shared.errors import MissingResourceError
 
     title = "RankNovo: reranking de novo peptide candidates (ICML 2025)"
-    root = ctx.data_dir / "peptides" / "casanovo" if ctx.data_dir else None
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    if root is not None and (root / "sample_preprocessed_spectra.mgf").is_file():
-        fasta = root / "preprocessed_mouse.fasta"
-        spectra = [s for s in read_mgf(root / "sample_preprocessed_spectra.mgf").spectra if s.peptide]
-        source = "real spectra (Casanovo sample)"
-    else:
+    try:
+        found = locate("casanovo_sample", ctx.data_dir)
+    except MissingResourceError:
         fasta, spectra = _generated_inputs(ctx)
-        source = "SIMULATED spectra of GENERATED proteins (no ../shared/data/peptides found)"
+        source = "SIMULATED spectra of GENERATED proteins (no Casanovo sample found)"
+    else:
+        fasta = found.path / "preprocessed_mouse.fasta"
+        spectra = [s for s in read_mgf(found.path / "sample_preprocessed_spectra.mgf").spectra if s.peptide]
+        source = f"real spectra (Casanovo sample, {found.describe()})"
     threads = torch.get_num_threads()
     states = (random.getstate(), np.random.get_state())
     torch.set_num_threads(1)  # the demo shares 2 cores with others: one thread avoids oversubscription
