@@ -2,8 +2,8 @@
 
 Every photo of ``<data_dir>/landmarks/<landmark>/*.jpg`` queries all the others (same landmark =
 positive, the query itself = junk; a revisitop-style ground truth with no Hard positives, so Easy =
-Medium). Without that folder the demo uses scikit-learn's two sample photos, each cut into several
-crops (one "landmark" per photo), and says so.
+Medium). Without that folder the demo uses the real photos embedded in the project (``datasets/sacre_coeur``
+and ``datasets/landmarks_dim``: 70 photos of 7 places), and says so.
 
 The shared flow: each configuration's first stage is a ``Run`` from ``CandidateStore.search_run``, the
 reranked rows are ``rerank_run`` over it with the :class:`SuperGlobalReranker` (descriptors as candidate
@@ -34,20 +34,22 @@ logger = logging.getLogger(__name__)
 GREEN, RED = "#2ca02c", "#d62728"
 
 
-def _fallback_photos(out_dir: Path) -> Path:
-    """Two scikit-learn sample photos, each cut into 5 overlapping crops (a 'landmark' per photo)."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
+def embedded_photos(out_dir: Path) -> Path:
+    """The real photos embedded in the project, as ``<place>/<photo>`` links under ``out_dir``: the 10
+    Sacre-Coeur photos (``datasets/sacre_coeur``, Apache-2.0) and the 60 photos of 6 scenes of
+    ``datasets/landmarks_dim`` (BSD-3-Clause): 70 photos of 7 places."""
+    from polyrank.shared.embedded import embedded_path
 
-    root = out_dir / "fallback_landmarks"
-    bunch = load_sample_images()
-    for name, array in zip(bunch.filenames, bunch.images):
-        image, folder = Image.fromarray(array), root / Path(name).stem
-        folder.mkdir(parents=True, exist_ok=True)
-        w, h = image.size
-        for i, (fx, fy) in enumerate([(0, 0), (0.25, 0), (0, 0.25), (0.25, 0.25), (0.12, 0.12)]):
-            crop = image.crop((int(fx * w), int(fy * h), int(fx * w + 0.75 * w), int(fy * h + 0.75 * h)))
-            crop.save(folder / f"{Path(name).stem}_{i}.jpg", quality=92)
+    root = out_dir / "embedded_landmarks"
+    sources = {"sacre_coeur": sorted(embedded_path("sacre_coeur").glob("*.jpg"))}
+    for scene in sorted(p for p in embedded_path("landmarks_dim").iterdir() if p.is_dir()):
+        sources[scene.name] = sorted(scene.glob("*.jpg"))
+    for place, photos in sources.items():
+        (root / place).mkdir(parents=True, exist_ok=True)
+        for photo in photos:
+            link = root / place / photo.name
+            if not link.exists():
+                link.symlink_to(photo.resolve())
     return root
 
 
@@ -80,8 +82,9 @@ def run_demo(ctx: DemoContext) -> ReportSection:
     source = ctx.data_dir / "landmarks" if ctx.data_dir and (ctx.data_dir / "landmarks").is_dir() else None
     notes = []
     if source is None:
-        source = _fallback_photos(Path(ctx.out_dir))
-        notes.append("../shared/data/landmarks not found: used scikit-learn's 2 sample photos cut into 5 crops each.")
+        source = embedded_photos(Path(ctx.out_dir))
+        notes.append("../shared/data/landmarks not found: used the real photos embedded in the project "
+                     "(datasets/sacre_coeur + datasets/landmarks_dim: 70 photos of 7 places).")
     paths, labels, gnd = landmark_folder_gnd(source)
     ids = list(gnd.imlist)
     reranker = load("superglobal.effnet_lite0", device=ctx.device)
