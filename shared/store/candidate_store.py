@@ -25,7 +25,9 @@ here, and multiplies training time).
 
 Persistence: :meth:`~CandidateStore.save` writes a checksummed directory atomically (see
 :mod:`polyrank.shared.store.persistence`); ``load(path, mmap=True)`` maps the vector codes from disk and
-gives a read-only store.
+gives a read-only store. ``save(path)`` replaces only a previous store (a directory holding
+``manifest.json``) or an empty directory; any other file or folder at ``path`` raises unless
+``overwrite=True``.
 
 Removal: Flat, IVF and PQ indexes remove in place (``remove_ids``). HNSW graphs cannot drop nodes, so
 ``remove``/``upsert`` on ``HNSW*`` (Flat storage) rebuild the graph from the stored vectors: exact, but
@@ -39,13 +41,17 @@ and ``k > 2048`` search on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from polyrank.shared.errors import FormatError
 from polyrank.shared.store import index as fx
 from polyrank.shared.store.persistence import StoreState, read_store, write_store
 from polyrank.shared.store.validation import (StoreError, as_keys, as_metadata, as_vectors, check_k,
@@ -55,6 +61,67 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NPROBE = 32
 DEFAULT_EF_SEARCH = 128
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds back new readers, so writers never starve.
+
+    Reentrant: the writing thread may write or read again, a reading thread may read again (without waiting,
+    so a queued writer cannot deadlock it). A reader asking to write raises instead of deadlocking.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0  # read holds of all threads (nested reads count once)
+        self._writer: int | None = None  # ident of the writing thread
+        self._waiting_writers = 0
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        if self._writer == threading.get_ident() or getattr(self._local, "reads", 0):
+            self._local.reads = getattr(self._local, "reads", 0) + 1
+            try:
+                yield
+            finally:
+                self._local.reads -= 1
+            return
+        with self._cond:
+            while self._writer is not None or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        self._local.reads = 1
+        try:
+            yield
+        finally:
+            self._local.reads = 0
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._writer == me:
+            yield
+            return
+        if getattr(self._local, "reads", 0):
+            raise RuntimeError("a thread holding the store's read lock cannot take its write lock (deadlock)")
+        with self._cond:
+            self._waiting_writers += 1
+            try:
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting_writers -= 1
+            self._writer = me
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = None
+                self._cond.notify_all()
 
 
 class CandidateStore:
@@ -69,6 +136,20 @@ class CandidateStore:
         ef_search: HNSW search beam width (default :data:`DEFAULT_EF_SEARCH`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:<i>"`` (see the GPU note above).
         auto_train: train an untrained (IVF/PQ) index on the first batch passed to :meth:`add`.
+
+    Concurrency and durability: one store may be shared by threads. Every public method holds the store's
+    :class:`ReadWriteLock`: edits (``add``, ``upsert``, ``remove``, ``train``, ``set_search_params``,
+    ``to``) run alone; ``search``, ``save`` and the read accessors share the lock, so CPU searches run in
+    parallel (FAISS reads are thread-safe; GPU searches are serialised, FAISS GPU indexes are not), and
+    every search or save sees the store between two edits, never during one (a long ``save`` delays edits
+    until it is written). The raw :attr:`index` is outside this guarantee. ``save`` is atomic and durable:
+    files are staged in a sibling ``.<name>.<host>-<pid>.<hex>.staging`` folder, fsynced, then renamed over
+    ``path``, so a crash, a ``kill -9`` or a power loss at any instant leaves the previous or the new copy
+    loadable (between the two renames the previous copy waits at ``.<name>.old`` and is restored by the next
+    load or save). Staging folders left by killed writers are removed by the next save or load of that path
+    once their process is gone. Processes are not serialised against each other: while one process saves a
+    path, another's save or load of it can make that save fail (an ``OSError``; retry it), but the path
+    still holds a complete copy.
 
     Example:
         >>> store = CandidateStore(4, "Flat")
@@ -89,6 +170,8 @@ class CandidateStore:
                                ef_search=default_ef if ef_search is None else ef_search)
 
     def _setup(self, index: faiss.Index, dim: int, factory: str, metric: str, device: str) -> None:
+        self._lock = ReadWriteLock()
+        self._gpu_lock = threading.Lock()  # a FAISS GPU index (and its lazy refresh) serves one search at a time
         self.dim, self.factory, self.metric = dim, factory, metric
         self._index = index
         self._needs_training = not index.is_trained
@@ -105,114 +188,128 @@ class CandidateStore:
     # ------------------------------------------------------------------ state
     @property
     def count(self) -> int:
-        return int(self._index.ntotal)
+        with self._lock.read():
+            return int(self._index.ntotal)
 
     def __len__(self) -> int:
         return self.count
 
     def __contains__(self, key: Any) -> bool:
-        return key in self._label_by_key
+        with self._lock.read():
+            return key in self._label_by_key
 
     def __repr__(self) -> str:
-        return (f"CandidateStore(dim={self.dim}, factory={self.factory!r}, metric={self.metric!r}, "
-                f"count={self.count}, device={self.device!r}, search_params={self._params})")
+        with self._lock.read():
+            return (f"CandidateStore(dim={self.dim}, factory={self.factory!r}, metric={self.metric!r}, "
+                    f"count={self.count}, device={self.device!r}, search_params={self._params})")
 
     @property
     def ids(self) -> list:
         """External ids of the stored vectors, in insertion order."""
-        return list(self._label_by_key)
+        with self._lock.read():
+            return list(self._label_by_key)
 
     @property
     def index(self) -> faiss.Index:
-        """The underlying CPU FAISS index (labels are the store's internal int64 ids)."""
+        """The underlying CPU FAISS index (labels are the store's internal int64 ids); not covered by the
+        store's lock: do not use it while other threads edit the store."""
         return self._index
 
     @property
     def is_trained(self) -> bool:
-        return bool(self._index.is_trained)
+        with self._lock.read():
+            return bool(self._index.is_trained)
 
     @property
     def search_params(self) -> dict[str, int]:
-        return dict(self._params)
+        with self._lock.read():
+            return dict(self._params)
 
     def get_metadata(self, ids: Any) -> list[dict | None]:
         """The metadata dict (or None) of each id; unknown ids raise."""
-        keys, _ = as_keys(ids, self._id_kind)
-        self._labels_of(keys)
-        return [self._metadata.get(key) for key in keys.tolist()]
+        with self._lock.read():
+            keys, _ = as_keys(ids, self._id_kind)
+            self._labels_of(keys)
+            return [self._metadata.get(key) for key in keys.tolist()]
 
     # ------------------------------------------------------------------ configuration
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Set IVF ``nprobe`` and/or HNSW ``efSearch`` (None leaves a setting unchanged)."""
-        fx.check_search_params(self._index, self.factory, nprobe, ef_search)
-        for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
-            if value is not None:
-                self._params[name] = int(value)
-        fx.set_search_params(self._index, self._params)
-        self._gpu_stale = True
+        with self._lock.write():
+            fx.check_search_params(self._index, self.factory, nprobe, ef_search)
+            for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
+                if value is not None:
+                    self._params[name] = int(value)
+            fx.set_search_params(self._index, self._params)
+            self._gpu_stale = True
 
     def to(self, device: str) -> CandidateStore:
         """Search on ``device`` (``"cpu"``, ``"cuda[:i]"``, ``"auto"``); falls back to CPU with a note."""
-        self.device = fx.resolve_device(device)
-        self._gpu = fx.GpuReplica(int(self.device.split(":")[1])) if self.device != "cpu" else None
-        self._gpu_stale = True
+        with self._lock.write(), self._gpu_lock:
+            self.device = fx.resolve_device(device)
+            self._gpu = fx.GpuReplica(int(self.device.split(":")[1])) if self.device != "cpu" else None
+            self._gpu_stale = True
         return self
 
     def train(self, sample: Any) -> None:
         """Train an IVF/PQ index on ``sample`` (n, dim); a no-op for factories that need no training."""
-        self._check_writable()
-        x = self._prepare(sample, "train sample")
-        if not self._needs_training:
-            logger.info("factory %r needs no training; train() ignored", self.factory)
-            return
-        if self.count:
-            raise StoreError(f"train: the store already holds {self.count} vectors; training must happen "
-                             "before the first add (build a new store to retrain)")
-        fresh = fx.build_index(self.dim, self.factory, self.metric)
-        try:
-            fresh.train(x)
-        except RuntimeError as err:
-            reason = str(err).strip().splitlines()[-1]
-            raise StoreError(f"training {self.factory!r} on {len(x)} vectors failed ({reason}); pass a larger "
-                             "sample (FAISS advises >= 39 vectors per IVF list, >= 256 for PQ)") from err
-        self._index = fresh
-        fx.set_search_params(self._index, self._params)
-        self._gpu_stale = True
+        with self._lock.write():
+            self._check_writable()
+            x = self._prepare(sample, "train sample")
+            if not self._needs_training:
+                logger.info("factory %r needs no training; train() ignored", self.factory)
+                return
+            if self._index.ntotal:
+                raise StoreError(f"train: the store already holds {self._index.ntotal} vectors; training must "
+                                 "happen before the first add (build a new store to retrain)")
+            fresh = fx.build_index(self.dim, self.factory, self.metric)
+            try:
+                fresh.train(x)
+            except RuntimeError as err:
+                reason = str(err).strip().splitlines()[-1]
+                raise StoreError(f"training {self.factory!r} on {len(x)} vectors failed ({reason}); pass a larger "
+                                 "sample (FAISS advises >= 39 vectors per IVF list, >= 256 for PQ)") from err
+            self._index = fresh
+            fx.set_search_params(self._index, self._params)
+            self._gpu_stale = True
 
     # ------------------------------------------------------------------ edits
     def add(self, ids: Any, vectors: Any, metadata: list[dict | None] | None = None) -> None:
         """Add new ids with their vectors (and optional metadata dicts); existing ids raise (use upsert)."""
-        keys, kind, x, meta = self._check_batch(ids, vectors, metadata)
-        present = [key for key in keys.tolist() if key in self._label_by_key]
-        if present:
-            raise StoreError(f"add: {len(present)} ids are already in the store (e.g. {present[:5]}); use "
-                             "upsert to replace them")
-        self._ensure_trained(x)
-        labels = self._new_labels(len(keys))
-        self._index.add_with_ids(x, labels)
-        self._commit(keys, kind, labels, meta)
+        with self._lock.write():
+            keys, kind, x, meta = self._check_batch(ids, vectors, metadata)
+            present = [key for key in keys.tolist() if key in self._label_by_key]
+            if present:
+                raise StoreError(f"add: {len(present)} ids are already in the store (e.g. {present[:5]}); use "
+                                 "upsert to replace them")
+            self._ensure_trained(x)
+            labels = self._new_labels(len(keys))
+            self._index.add_with_ids(x, labels)
+            self._commit(keys, kind, labels, meta)
 
     def upsert(self, ids: Any, vectors: Any, metadata: list[dict | None] | None = None) -> None:
         """Replace the vectors (and metadata) of ids already present and add the others."""
-        keys, kind, x, meta = self._check_batch(ids, vectors, metadata)
-        old = np.array([self._label_by_key[k] for k in keys.tolist() if k in self._label_by_key], np.int64)
-        self._ensure_trained(x)
-        labels = self._new_labels(len(keys))
-        if len(old):
-            self._index = fx.remove_labels(self._index, old, self.dim, self.factory, self.metric, x, labels)
-            self._drop(old)
-        else:
-            self._index.add_with_ids(x, labels)
-        self._commit(keys, kind, labels, meta)
+        with self._lock.write():
+            keys, kind, x, meta = self._check_batch(ids, vectors, metadata)
+            old = np.array([self._label_by_key[k] for k in keys.tolist() if k in self._label_by_key], np.int64)
+            self._ensure_trained(x)
+            labels = self._new_labels(len(keys))
+            if len(old):
+                self._index = fx.remove_labels(self._index, old, self.dim, self.factory, self.metric, x, labels)
+                self._drop(old)
+            else:
+                self._index.add_with_ids(x, labels)
+            self._commit(keys, kind, labels, meta)
 
     def remove(self, ids: Any) -> None:
         """Remove ids (all must be present); see the module docstring for HNSW."""
-        self._check_writable()
-        keys, _ = as_keys(ids, self._id_kind)
-        labels = self._labels_of(keys)
-        self._index = fx.remove_labels(self._index, labels, self.dim, self.factory, self.metric)
-        self._drop(labels)
-        self._gpu_stale = True
+        with self._lock.write():
+            self._check_writable()
+            keys, _ = as_keys(ids, self._id_kind)
+            labels = self._labels_of(keys)
+            self._index = fx.remove_labels(self._index, labels, self.dim, self.factory, self.metric)
+            self._drop(labels)
+            self._gpu_stale = True
 
     # ------------------------------------------------------------------ search
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -220,18 +317,22 @@ class CandidateStore:
 
         ``ids`` is int64 for int ids and object (str) otherwise; ``k`` above the store's count raises.
         """
-        k = check_k(k, self.count)
         xq = self._prepare(queries, "queries")
-        scores, labels = self._search_index(k).search(xq, k)
+        with self._lock.read():
+            k = check_k(k, int(self._index.ntotal))
+            if self._gpu is None or k > fx.GPU_MAX_K:
+                scores, labels = self._index.search(xq, k)
+            else:
+                with self._gpu_lock:
+                    scores, labels = self._search_index().search(xq, k)
+            found, kind = self._key_by_label[labels], self._id_kind  # label -1 (no result) is fixed below
         if self.metric == "l2":
             np.negative(scores, out=scores)
         missing = labels < 0
         if missing.any():
             scores[missing] = -np.inf
-            found = self._key_by_label[np.where(missing, 0, labels)]
-            found[missing] = -1 if self._id_kind == "int" else None
-            return scores, found
-        return scores, self._key_by_label[labels]
+            found[missing] = -1 if kind == "int" else None
+        return scores, found
 
     def search_run(self, query_ids: list[str], queries: Any, k: int) -> dict[str, dict[str, float]]:
         """Search and return a run ``{query_id: {doc_id: score}}`` (doc ids as str; empty slots dropped)."""
@@ -243,16 +344,23 @@ class CandidateStore:
                 for qid, row_ids, row_scores in zip(query_ids, ids, scores)}
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the store atomically to directory ``path`` (see :mod:`polyrank.shared.store.persistence`)."""
-        labels = np.fromiter(self._label_by_key.values(), dtype=np.int64, count=len(self._label_by_key))
-        keys = list(self._label_by_key)
-        state = StoreState(index=self._index, labels=labels, keys=keys,
-                           metadata=[self._metadata.get(key) for key in keys],
-                           info={"dim": self.dim, "metric": self.metric, "factory": self.factory,
-                                 "id_kind": self._id_kind, "next_label": self._next_label,
-                                 "search_params": self._params})
-        return write_store(path, state)
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the store atomically and durably to directory ``path`` (see
+        :mod:`polyrank.shared.store.persistence`).
+
+        ``path`` may be absent, an empty directory or a previously saved store (it holds ``manifest.json``);
+        anything else (a file, a folder of other files) raises :class:`~polyrank.shared.errors.PolyrankError`
+        and is left untouched, unless ``overwrite=True``. Edits wait while the store is written.
+        """
+        with self._lock.read():
+            labels = np.fromiter(self._label_by_key.values(), dtype=np.int64, count=len(self._label_by_key))
+            keys = list(self._label_by_key)
+            state = StoreState(index=self._index, labels=labels, keys=keys,
+                               metadata=[self._metadata.get(key) for key in keys],
+                               info={"dim": self.dim, "metric": self.metric, "factory": self.factory,
+                                     "id_kind": self._id_kind, "next_label": self._next_label,
+                                     "search_params": dict(self._params)})
+            return write_store(path, state, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False, device: str = "auto", verify: bool = True,
@@ -261,6 +369,7 @@ class CandidateStore:
 
         ``mmap=True`` maps the vector codes from disk instead of reading them (for indexes larger than
         memory); such a store is read-only. ``dim``/``metric``, when given, must match the saved store.
+        Loading also restores a copy an interrupted save left aside and removes dead writers' staging folders.
         """
         state = read_store(path, mmap=mmap, verify=verify)
         info = state.info
@@ -273,12 +382,15 @@ class CandidateStore:
         store._id_kind, store._next_label = info["id_kind"], int(info["next_label"])
         store._key_by_label = store._empty_table(store._next_label)
         if len(state.keys):
-            keys, _ = as_keys(state.keys, store._id_kind, what=f"{path}/keys.json")
+            keys, _ = as_keys(state.keys, store._id_kind, what=f"{Path(path) / 'keys.json'}")
             store._key_by_label[state.labels] = keys
             store._label_by_key = dict(zip(keys.tolist(), state.labels.tolist()))
             store._metadata = {key: m for key, m in zip(keys.tolist(), state.metadata) if m is not None}
-        store.set_search_params(nprobe=info["search_params"].get("nprobe"),
-                                ef_search=info["search_params"].get("efSearch"))
+        try:
+            store.set_search_params(nprobe=info["search_params"].get("nprobe"),
+                                    ef_search=info["search_params"].get("efSearch"))
+        except StoreError as err:
+            raise FormatError(Path(path) / "manifest.json", None, f"search_params: {err}") from err
         store.read_only = mmap
         return store
 
@@ -343,9 +455,8 @@ class CandidateStore:
             self._metadata.pop(key, None)
         self._key_by_label[labels] = -1 if self._id_kind == "int" else None
 
-    def _search_index(self, k: int) -> faiss.Index:
-        if self._gpu is None or k > fx.GPU_MAX_K:
-            return self._index
+    def _search_index(self) -> faiss.Index:
+        """The GPU replica, refreshed after edits (caller holds the read lock and ``_gpu_lock``)."""
         if self._gpu_stale:
             self._gpu.refresh(self._index, self._params)
             self._gpu_stale = False

@@ -61,6 +61,32 @@ def is_hnsw(index: faiss.Index) -> bool:
     return isinstance(inner_index(index), faiss.IndexHNSW)
 
 
+def describe_index(index: faiss.Index) -> str:
+    """The index's wrapper and inner types, and its IVF nlist: what a factory string determines."""
+    outer, inner = type(faiss.downcast_index(index)).__name__, type(inner_index(index)).__name__
+    if is_ivf(index):
+        return f"{outer} (nlist={faiss.extract_index_ivf(index).nlist})"
+    return outer if outer == inner else f"{outer}({inner})"
+
+
+def built_by(index: faiss.Index, dim: int, factory: str, metric: str) -> bool:
+    """Whether ``index`` has the types (and IVF nlist) that ``factory`` builds; the read-back index may be of a
+    subclass (``faiss.read_index`` gives ``IndexFlatIP`` where the factory made an ``IndexFlat``)."""
+    empty = build_index(dim, factory, metric)  # cheap: nothing is trained or added
+    def nlist(x: faiss.Index) -> int | None:
+        return faiss.extract_index_ivf(x).nlist if is_ivf(x) else None
+
+    same_ivf = nlist(index) == nlist(empty)
+    return (same_ivf and isinstance(faiss.downcast_index(index), type(faiss.downcast_index(empty)))
+            and isinstance(inner_index(index), type(inner_index(empty))))
+
+
+def idmap_labels(index: faiss.Index) -> np.ndarray | None:
+    """The labels an ``IDMap``/``IDMap2`` index holds, in storage order; None for IVF (labels live in lists)."""
+    index = faiss.downcast_index(index)
+    return faiss.vector_to_array(index.id_map) if isinstance(index, faiss.IndexIDMap) else None
+
+
 def set_search_params(index: faiss.Index, params: dict[str, int], gpu: bool = False) -> None:
     """Apply ``nprobe`` (IVF) / ``efSearch`` (HNSW) through faiss's (Gpu)ParameterSpace."""
     space = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
