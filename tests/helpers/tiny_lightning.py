@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -62,3 +65,27 @@ class TinyData(L.LightningDataModule):
 
     def predict_dataloader(self):
         return self.val_dataloader()
+
+
+class StepDelay(L.Callback):
+    """Sleeps after every training step, so that a test's kill lands in the middle of a run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        time.sleep(self.seconds)
+
+
+def fit_tiny(root: str | Path, max_epochs: int, ckpt_path: str | Path | None = None, step_delay: float = 0.0,
+             callbacks: list[L.Callback] | None = None, **trainer_args) -> tuple[L.Trainer, TinyRegressor]:
+    """The seeded tiny fit (6 shuffled batches an epoch) that resume tests compare with an uninterrupted one."""
+    from polyrank.shared.trainer import build_trainer
+
+    torch.manual_seed(0)
+    model, data = TinyRegressor(), TinyData()
+    extra = list(callbacks or []) + ([StepDelay(step_delay)] if step_delay else [])
+    settings = {"progress_bar": "none", "loggers": False, "seed": 0, **trainer_args}
+    trainer = build_trainer(default_root_dir=root, max_epochs=max_epochs, callbacks=extra, **settings)
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    return trainer, model
