@@ -31,9 +31,20 @@ class MTMDataModule(L.LightningDataModule):
     Args:
         source: ``"mtm"`` (Twitter/Weibo release at ``path``), ``"politifact"`` (Vo & Lee's folder at
             ``path``) or ``"synthetic"`` (generated, for tests and the no-data demo).
+        path: folder of the release (``source`` "mtm" or "politifact"); unused for "synthetic".
+        backbone: whose tokenizer to use: ``"tiny"``/``"minilm"`` (MiniLM's word pieces) or a local BERT dir.
         language: ``"en"`` word-level or ``"zh"`` character-level BM25.
+        n_candidates: BM25 candidates per claim when the release has no ``top50`` files (50).
+        swap: when no relevant article is in a training claim's top n, put the deepest-ranked ("deepest", the
+            reference) or the best-ranked ("first") relevant one in the last slot, or do nothing ("none").
+        max_train_claims: subsample the training claims to this many (None: all).
+        max_eval_claims: subsample the validation and test claims to this many each (None: all).
         negatives_per_claim: keep this many BM25 negatives per training claim (None = all 49).
+        batch_size: training pairs per batch.
         balanced_sampling: class-balanced ``WeightedRandomSampler`` (the reference's Twitter setting).
+        seed: seed of the subsampling, the negatives and the generated data.
+        synthetic_claims: claims of the generated collection.
+        synthetic_articles: articles of the generated collection.
     """
 
     def __init__(self, source: Literal["mtm", "politifact", "synthetic"] = "synthetic", path: str | None = None,

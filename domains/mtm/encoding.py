@@ -8,15 +8,37 @@ not to 256, which changes nothing but speed (padding is masked).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from polyrank.shared.errors import PolyrankError
 from polyrank.shared.text_encoder import minilm_path
+
+
+@contextlib.contextmanager
+def global_rng_untouched(seed: int | None = None) -> Iterator[None]:
+    """Run the block on forked RNGs (seeded with ``seed`` when given) and restore the Python, NumPy and torch
+    (CPU, CUDA) states afterwards. Building a reranker draws random initial weights, transformers' first
+    tokenizer load imports modules that draw from ``random``, and a nested trainer (ROT) must neither reseed
+    nor advance the outer run's stream."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+            if seed is not None:
+                random.seed(seed)
+                np.random.seed(seed)
+                torch.manual_seed(seed)
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def load_tokenizer(path: str | Path) -> Any:

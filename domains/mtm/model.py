@@ -124,3 +124,19 @@ class MTM(nn.Module):
         keys = self.select(claim_vec.expand(len(articles), -1), sentence_vecs)
         logits = self([claim] * len(articles), articles, keys)
         return logits[:, 1].float(), keys
+
+
+def build_mtm(backbone: str, **kwargs) -> MTM:
+    """An :class:`MTM` whose encoder starts from ``backbone`` (``"tiny"``, ``"minilm"`` or a local dir)."""
+    from transformers import BertModel
+
+    from polyrank.domains.mtm.encoding import load_tokenizer, resolve_backbone
+
+    tok_dir, config, pretrained = resolve_backbone(backbone)
+    tokenizer = load_tokenizer(tok_dir)
+    model = MTM(config, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, **kwargs)
+    if pretrained:
+        model.bert.load_state_dict(BertModel.from_pretrained(str(tok_dir), local_files_only=True,
+                                                             add_pooling_layer=False).state_dict())
+    model.set_trainable(kwargs.get("finetune_front_layers", False), kwargs.get("finetune_inter_layers", True))
+    return model

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from polyrank.domains.mtm.model import MTM
+from polyrank.domains.mtm.encoding import global_rng_untouched
+from polyrank.domains.mtm.model import build_mtm
 from polyrank.domains.mtm.pmb import init_memory, update_memory
 from polyrank.domains.mtm.rot import ROT, ROTModule, rot_loader, rot_pairs
 from polyrank.shared.evaluation import evaluate
@@ -35,24 +36,34 @@ MEASURES = ["MRR", "MAP@1", "MAP@3", "MAP@5", "MAP@10", "MAP@20", "MAP@50",
             "HIT@1", "HIT@3", "HIT@5", "HIT@10", "HIT@20", "HIT@50"]
 
 
-def build_mtm(backbone: str, **kwargs) -> MTM:
-    """An :class:`MTM` whose encoder starts from ``backbone`` (``"tiny"``, ``"minilm"`` or a local dir)."""
-    from transformers import BertModel
-
-    from polyrank.domains.mtm.encoding import load_tokenizer, resolve_backbone
-
-    tok_dir, config, pretrained = resolve_backbone(backbone)
-    tokenizer = load_tokenizer(tok_dir)
-    model = MTM(config, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, **kwargs)
-    if pretrained:
-        model.bert.load_state_dict(BertModel.from_pretrained(str(tok_dir), local_files_only=True,
-                                                             add_pooling_layer=False).state_dict())
-    model.set_trainable(kwargs.get("finetune_front_layers", False), kwargs.get("finetune_inter_layers", True))
-    return model
-
-
 class MTMModule(L.LightningModule):
-    """ROT -> PMB init -> MTM training, with the per-epoch PMB update (hyper-parameters as ``model/config.py``)."""
+    """ROT -> PMB init -> MTM training, with the per-epoch PMB update (hyper-parameters as ``model/config.py``).
+
+    Args:
+        backbone: encoder to start from: ``"tiny"`` (random 2-layer BERT), ``"minilm"`` or a local BERT directory.
+        n_key_sentences: key sentences kept per article (k; 5 Twitter, 3 Weibo).
+        n_patterns: pattern vectors in the memory bank (K, 20 in the paper).
+        lambda_q: weight of claim-sentence closeness in key-sentence scores (0.6).
+        lambda_p: weight of pattern-sentence closeness in key-sentence scores (0.4).
+        memory_step: PMB update step, ``m += step * ||m|| * g`` (0.3).
+        lr: AdamW learning rate of the matcher (cosine schedule, no warm-up).
+        max_length: tokens of a ``[CLS] claim [SEP] sentence [SEP]`` pair (256).
+        claim_max_length: tokens kept of the claim in a pair (180).
+        n_mlp_layers: linears of the matching head (5: 3d -> 3d/2 -> ... -> 2).
+        dropout: dropout of the matching head (0.5).
+        finetune_front_layers: train the embeddings and layer 0 copied from ROT (the reference freezes them).
+        finetune_inter_layers: train the layers between layer 0 and the last (the last always trains).
+        memory_update_pass: PMB update after each epoch from an eval pass ("eval", the reference), from the
+            training steps' probabilities ("train_step", cheaper) or never ("none").
+        rot_epochs: epochs of ROT training (stage 1; 0 skips ROT).
+        rot_lr: AdamW learning rate of ROT.
+        rot_l2: lambda of ROT's L2 pull to its initial weights (0.05 Twitter, 0.01 Weibo).
+        rot_batch_size: ROT batch size (512).
+        rot_max_pairs: cap on ROT's deduplicated training pairs (None: all; small budgets only).
+        pmb_percentiles: residual-norm percentiles kept for the PMB k-means initialisation ((25, 50)).
+        eval_batch_size: candidates scored per forward pass in evaluation and the PMB eval pass.
+        seed: seed of the new weights, of ROT's own RNG stream and of the PMB k-means.
+    """
 
     def __init__(self, backbone: str = "tiny", n_key_sentences: int = 5, n_patterns: int = 20,
                  lambda_q: float = 0.6, lambda_p: float = 0.4, memory_step: float = 0.3, lr: float = 5e-6,
@@ -64,8 +75,7 @@ class MTMModule(L.LightningModule):
                  eval_batch_size: int = 64, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
-        with torch.random.fork_rng():                      # new (random) weights are seeded, globals untouched
-            torch.manual_seed(seed)
+        with global_rng_untouched(seed=seed):              # new (random) weights are seeded, globals untouched
             self.model = build_mtm(backbone, n_key_sentences=n_key_sentences, n_patterns=n_patterns,
                                    lambda_q=lambda_q, lambda_p=lambda_p, n_mlp_layers=n_mlp_layers,
                                    dropout=dropout, max_length=max_length, claim_max_length=claim_max_length,
@@ -89,22 +99,27 @@ class MTMModule(L.LightningModule):
             self.stages_done.fill_(1)
 
     def train_rot(self, root: Path) -> None:
-        """Stage 1: train ROT on the training claims' candidate sentences, copy it into the matcher."""
+        """Stage 1: train ROT on the training claims' candidate sentences, copy it into the matcher.
+
+        ROT's trainer runs with ``seed=None`` inside :func:`global_rng_untouched` (seeded with ``seed``): ROT is
+        reproducible, and the outer fit's RNG stream continues after ROT exactly as it was before it.
+        """
         from polyrank.shared.trainer import build_trainer
 
         h, dm = self.hparams, self.dm
         pairs = rot_pairs(dm.claim_tokens, dm.article_tokens, dm.data.candidates, dm.data.subset("train"),
                           max_pairs=h.rot_max_pairs, seed=h.seed)
         if h.rot_epochs > 0 and pairs:
-            rot = ROT.from_backbone(self.model.bert)
-            loader = rot_loader(pairs, dm.claim_tokens, dm.article_tokens, dm.cls_id, dm.sep_id,
-                                h.rot_batch_size, h.max_length, h.claim_max_length)
-            trainer = build_trainer(default_root_dir=root, max_epochs=h.rot_epochs, progress_bar="none",
-                                    loggers=False, enable_checkpointing=False, seed=h.seed,
-                                    accelerator="cuda" if self.trainer.strategy.root_device.type == "cuda"
-                                    else "cpu", devices=1)
-            trainer.fit(ROTModule(rot, h.rot_l2, h.rot_lr), train_dataloaders=loader)
-            self.model.load_rot(rot.bert.cpu())
+            on_cuda = self._trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+            with global_rng_untouched(seed=h.seed):
+                rot = ROT.from_backbone(self.model.bert)
+                loader = rot_loader(pairs, dm.claim_tokens, dm.article_tokens, dm.cls_id, dm.sep_id,
+                                    h.rot_batch_size, h.max_length, h.claim_max_length)
+                trainer = build_trainer(default_root_dir=root, max_epochs=h.rot_epochs, progress_bar="none",
+                                        loggers=False, enable_checkpointing=False, seed=None,
+                                        accelerator="cuda" if on_cuda else "cpu", devices=1)
+                trainer.fit(ROTModule(rot, h.rot_l2, h.rot_lr), train_dataloaders=loader)
+            self.model.load_rot(rot.bert.to(self.model.memory.device))
             self.rot_loss = float(trainer.callback_metrics.get("rot/mse", float("nan")))
             logger.info("ROT trained on %d pairs (final MSE %.4f)", len(pairs), self.rot_loss)
 
@@ -255,6 +270,8 @@ class MTMModule(L.LightningModule):
 
     def to_reranker(self):
         """The trained matcher as a :class:`~polyrank.domains.mtm.reranker.MTMReranker`."""
-        from polyrank.domains.mtm.reranker import MTMReranker
+        from polyrank.domains.mtm.reranker import MTMReranker, default_registry_name
 
-        return MTMReranker(self.model, self.dm.tokenizer, backbone=self.hparams.backbone)
+        return MTMReranker(self.model, self.dm.tokenizer, backbone=self.hparams.backbone,
+                           device=str(self.model.memory.device), batch_size=self.hparams.eval_batch_size,
+                           registry_name=default_registry_name(self.hparams.backbone))

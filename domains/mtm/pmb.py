@@ -50,8 +50,9 @@ def percentile_filter(distances: np.ndarray, low: float = 25.0, high: float = 50
 def init_memory(residuals: np.ndarray, n_patterns: int = 20, low: float = 25.0, high: float = 50.0,
                 seed: int = 0, n_init: int = 10) -> np.ndarray:
     """Pattern vectors ``(K, d)``: k-means centres of the mid-distance residuals."""
-    from sklearn.cluster import KMeans
+    from polyrank.shared.extras import require
 
+    KMeans = require("sklearn.cluster", extra="text").KMeans
     residuals = np.asarray(residuals, dtype=np.float64)
     kept = residuals[percentile_filter(np.linalg.norm(residuals, axis=1), low, high)]
     if len(kept) < n_patterns:

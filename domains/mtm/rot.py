@@ -14,8 +14,8 @@ first pair of each distinct (P, R) label in a split, which thins out the all-zer
 from __future__ import annotations
 
 import copy
-import random
 import logging
+import random
 from collections.abc import Mapping, Sequence
 
 import lightning as L
@@ -35,8 +35,9 @@ def rouge2_targets(claim: Sequence[int], sentences: Sequence[Sequence[int]]) -> 
     Uses rouge-score's own bigram counting and scoring on the token ids directly (the same values as
     scoring the space-joined id strings, without re-tokenising text).
     """
-    from rouge_score import rouge_scorer
+    from polyrank.shared.extras import require
 
+    rouge_scorer = require("rouge_score.rouge_scorer", extra="text")
     reference = rouge_scorer._create_ngrams([str(t) for t in claim], 2)
     out = np.zeros((len(sentences), 2), dtype=np.float32)
     for i, sentence in enumerate(sentences):
