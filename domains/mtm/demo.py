@@ -88,6 +88,10 @@ def _run(ctx: DemoContext) -> ReportSection:
              f"time: training {trained:.0f}s, total {total:.0f}s"]
     summary = ("MTM (Sheng et al., ACL 2021): BM25 top-50 reranked by a memory-enhanced matcher over key sentences. "
                "Tiny training budget: expect MTM below its paper figures; the point is the pipeline and evidence.")
+    if not real:  # no redistributable fact-check set exists: say it first, not in a footnote
+        summary = ("GENERATED DATA ONLY: no fact-check data set may be redistributed with the project, and "
+                   "../shared/data/factcheck/politifact was not found, so these figures are on generated claims and "
+                   "articles and say nothing about real fact-checking. " + summary)
     return ReportSection("MTM: fact-checked claim retrieval", summary, tables, notes=notes)
 
 

@@ -133,6 +133,8 @@ def test_demo_restores_threads_and_its_mtm_column_is_mtms_own(tmp_path, monkeypa
         section = demo.run_demo(DemoContext(tmp_path, None, seed=0, device="cpu"))
         # the old demo called torch.set_num_threads(min(2, n)) and never restored it
         assert torch.get_num_threads() == 3
+        # without Politifact the section says first, not in a footnote, that its data are generated (issue 10)
+        assert section.summary.startswith("GENERATED DATA ONLY")
     finally:
         torch.set_num_threads(threads)
 
