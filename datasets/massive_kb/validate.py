@@ -9,6 +9,7 @@ from pathlib import Path
 def validate(folder: Path) -> int:
     from polyrank.domains.ranknovo.candidates import read_candidate_pickle, read_candidate_table
     from polyrank.domains.ranknovo.spectra import read_mgf
+    from polyrank.shared.errors import PolyrankError
 
     problems = 0
     for split in ("train", "val"):
@@ -17,7 +18,12 @@ def validate(folder: Path) -> int:
             print(f"{split}: {mgf} missing")
             problems += 1
             continue
-        read = read_mgf(mgf)
+        try:
+            read = read_mgf(mgf)
+        except PolyrankError as exc:  # unreadable as a whole (not text, no spectrum): report it, go on
+            print(f"{split}: {exc}")
+            problems += 1
+            continue
         pkl, csv = folder / f"{split}_candidates.pkl", folder / f"{split}_candidates.csv"
         cands = read_candidate_pickle(pkl) if pkl.is_file() else read_candidate_table(csv) if csv.is_file() else None
         n = len(cands.rows) if cands else 0

@@ -10,11 +10,17 @@ def validate(folder: Path) -> int:
     from polyrank.domains.ranknovo.candidates import read_candidate_pickle
     from polyrank.domains.ranknovo.peptides import parse_peptide
     from polyrank.domains.ranknovo.spectra import read_mgf
+    from polyrank.shared.errors import PolyrankError
 
     problems = 0
     for mgf in sorted(folder.glob("*_V1.mgf")):
         species = mgf.name.removesuffix("_V1.mgf")
-        read = read_mgf(mgf)
+        try:
+            read = read_mgf(mgf)
+        except PolyrankError as exc:  # unreadable as a whole (not text, no spectrum): report it, go on
+            print(f"{species}: {exc}")
+            problems += 1
+            continue
         line = f"{species}: {len(read.spectra)} spectra, {len(read.errors)} bad records"
         problems += len(read.errors)
         pickle_path = folder / f"{species}_6m_V1.pkl"
