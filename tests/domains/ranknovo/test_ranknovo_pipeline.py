@@ -48,15 +48,15 @@ class KnownPMD(RankNovo):
         return {**out, "pmd": known}
 
 
-def _setup(values=None):
+def _setup(values=None, truths=TRUTHS):
     """Spectra, candidate rows and a KnownPMD reranker (``values``: PMD per row; default the true PMD)."""
     rng = np.random.default_rng(5)
-    spectra = [simulate_spectrum(t, 2, rng) for t in TRUTHS]
-    rows = [[t[::-1], t, t[:-2] + t[-1] + t[-2], "G" + t[1:], t[2:]] for t in TRUTHS]  # the truth is column 1
+    spectra = [simulate_spectrum(t, 2, rng) for t in truths]
+    rows = [[t[::-1], t, t[:-2] + t[-1] + t[-2], "G" + t[1:], t[2:]] for t in truths]  # the truth is column 1
     table = {}
     for b, (s, row) in enumerate(zip(spectra, rows)):
         for k, c in enumerate(row):
-            value = pmd(c, TRUTHS[b]) if values is None else values[b][k]
+            value = pmd(c, truths[b]) if values is None else values[b][k]
             table[_key(torch.tensor(s.precursor_mass, dtype=torch.float32), encode(parse_peptide(c)))] = value
     model = KnownPMD(table)
     return spectra, rows, RankNovoReranker(model, {**ARCH, "mass_table": "reference"})
@@ -103,3 +103,18 @@ def test_rerank_without_a_model_warns_that_weights_are_untrained():
     spectra, rows, _ = _setup()
     with pytest.warns(UntrainedWeightsWarning, match="checkpoint="):
         ranknovo.rerank(spectra[:1], rows[:1])
+
+
+def test_pipeline_picks_stay_aligned_with_their_spectra_across_batches():
+    """12 spectra in batches of 5: ``rerank_run`` visits ids in string order ("0", "1", "10", "11", "2", ...),
+    so a pick read back by position instead of by id, or a batch paired with the wrong spectra, would differ
+    from the direct ``rerank`` argmin (the demo's pre-pipeline path)."""
+    truths = TRUTHS + ["AGSPVTLK", "NDQKEMHR", "FRYWGASK", "VTLNDQEK", "HFEMKTAR", "WYRFGLSK", "DENQKLMR"]
+    values = np.stack([np.random.default_rng(10 + b).permutation(5) for b in range(len(truths))]).astype(float)
+    spectra, rows, reranker = _setup(values, truths)
+    reranker.batch_size = 5
+    columns = {f"m{k}": [r[k] for r in rows] for k in range(5)}
+    result = rerank_candidates(reranker, spectra, columns, truths)
+    direct = [r.pick for r in reranker.rerank(spectra, rows)]
+    assert result.picks == direct == [row[int(np.argmin(v))] for row, v in zip(rows, values)]
+    assert len(set(result.picks)) == len(truths)  # every spectrum got its own row's candidate
