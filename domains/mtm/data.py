@@ -22,7 +22,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from polyrank.shared.errors import FormatError, MissingResourceError, PolyrankError
 
@@ -217,9 +217,10 @@ ARTICLE_FIELDS = ("headerTitle", "body-text")
 def _tweet_text(tweet: dict, fields: Sequence[str], path: Path, number: int) -> str:
     parts = []
     for name in fields:
-        if name == "ocr":
-            images = tweet.get("Images_in_tweet") or {}
-            parts.extend(img.get("text_for_the_image", "") for img in images.values() if isinstance(img, dict))
+        if name == "ocr":           # the release stores Images_in_tweet as a Python repr string, not a dict
+            from polyrank.domains.mtm.first_stage import ocr_text
+
+            parts.append(ocr_text(tweet))
         elif name not in tweet:
             raise FormatError(path, number, f"tweet lacks field {name!r}; available: {sorted(tweet)}")
         else:
@@ -229,8 +230,11 @@ def _tweet_text(tweet: dict, fields: Sequence[str], path: Path, number: int) -> 
 
 def load_politifact(folder: str | Path, tweet_fields: Sequence[str] = TWEET_FIELDS,
                     article_fields: Sequence[str] = ARTICLE_FIELDS, seed: int = 0,
-                    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> FactCheckData:
-    """Load Vo & Lee's Politifact release, split **by article** (queries sharing an article stay together).
+                    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+                    split: Literal["article", "query"] = "article") -> FactCheckData:
+    """Load Vo & Lee's Politifact release, split **by article** (``split="article"``: queries sharing an article
+    stay together, :func:`split_by_article`) or **by query** (``split="query"``, :func:`split_by_query`: most test
+    claims then share their article with training claims, so it measures recall of known fact-checks).
 
     ``tweet_fields`` name the tweet fields joined into the claim (``"ocr"`` adds image OCR text);
     ``article_fields`` the article fields whose sentences form the article (title first, then body).
@@ -273,9 +277,12 @@ def load_politifact(folder: str | Path, tweet_fields: Sequence[str] = TWEET_FIEL
         qrels.setdefault(qid_of[q], {})[a] = 1
     candidates = _read_negatives(folder / "query.negatives", qid_of, articles, qrels)
     data = FactCheckData("politifact", claims, articles, qrels, candidates=candidates)
-    data.splits = split_by_article(qrels, seed, fractions)
-    data.notes.append(f"tweet fields {list(tweet_fields)}; article fields {list(article_fields)}; "
-                      "split by article (connected components of the claim-article graph)")
+    if split not in ("article", "query"):
+        raise PolyrankError(f"split={split!r}; expected 'article' (connected components) or 'query'")
+    data.splits = split_by_article(qrels, seed, fractions) if split == "article" else split_by_query(qrels, seed,
+                                                                                                     fractions)
+    how = "by article (connected components of the claim-article graph)" if split == "article" else "by query"
+    data.notes.append(f"tweet fields {list(tweet_fields)}; article fields {list(article_fields)}; split {how}")
     return data
 
 
@@ -297,6 +304,17 @@ def _read_negatives(path: Path, qid_of: dict[int, str], articles: dict[str, list
             dids.append(did)
         out[qid] = sorted(dids, key=int)
     return out
+
+
+def split_by_query(qrels: dict[str, dict[str, int]], seed: int = 0,
+                   fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> dict[str, list[str]]:
+    """Split claims at random (seeded), ignoring which article they share: ``round(n * fraction)`` per split."""
+    qids = sorted(qrels)
+    random.Random(seed).shuffle(qids)
+    n_train = round(len(qids) * fractions[0])
+    n_val = round(len(qids) * fractions[1])
+    parts = {"train": qids[:n_train], "val": qids[n_train:n_train + n_val], "test": qids[n_train + n_val:]}
+    return {s: sorted(q) for s, q in parts.items()}
 
 
 def split_by_article(qrels: dict[str, dict[str, int]], seed: int = 0,

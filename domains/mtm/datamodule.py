@@ -45,6 +45,9 @@ class MTMDataModule(L.LightningDataModule):
         seed: seed of the subsampling, the negatives and the generated data.
         synthetic_claims: claims of the generated collection.
         synthetic_articles: articles of the generated collection.
+        split: Politifact only: split "article" (connected components, no shared article) or "query".
+        tweet_fields: Politifact only: tweet fields joined into the claim ("OriginalTweetContent_Processed",
+            "OriginalTweetContent_Raw", "ocr" for the images' OCR text).
     """
 
     def __init__(self, source: Literal["mtm", "politifact", "synthetic"] = "synthetic", path: str | None = None,
@@ -52,7 +55,9 @@ class MTMDataModule(L.LightningDataModule):
                  swap: Literal["deepest", "first", "none"] = "deepest", max_train_claims: int | None = None,
                  max_eval_claims: int | None = None, negatives_per_claim: int | None = None,
                  batch_size: int = 16, balanced_sampling: bool = False, seed: int = 0,
-                 synthetic_claims: int = 60, synthetic_articles: int = 30) -> None:
+                 synthetic_claims: int = 60, synthetic_articles: int = 30,
+                 split: Literal["article", "query"] = "article",
+                 tweet_fields: tuple[str, ...] = ("OriginalTweetContent_Processed",)) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.data: FactCheckData | None = None
@@ -63,7 +68,7 @@ class MTMDataModule(L.LightningDataModule):
         if h.source == "mtm":
             return load_mtm_release(h.path)
         if h.source == "politifact":
-            data = load_politifact(h.path, seed=h.seed)
+            data = load_politifact(h.path, tweet_fields=tuple(h.tweet_fields), seed=h.seed, split=h.split)
             data.candidates = {}        # query.negatives is not a first stage: BM25 builds the candidates
             return data
         from polyrank.domains.mtm.synthetic import synthetic_factcheck

@@ -1,4 +1,4 @@
-"""MTM demo: BM25 vs MTM on Politifact (or generated data) with the all-MiniLM-L6-v2 backbone, CPU minutes.
+"""MTM demo: fact-checked claim retrieval on Politifact (:mod:`.factcheck_demo`), or BM25 vs MTM on generated data.
 
 Small on purpose (<= 3 min on 2 cores): a subsample of claims, short inputs, a few MTM epochs; the full
 setting is ``configs/mtm/{twitter,weibo}.yaml``. The comparison goes through the shared flow: BM25's run,
@@ -37,6 +37,15 @@ def run_demo(ctx: DemoContext) -> ReportSection:
 
 
 def _run(ctx: DemoContext) -> ReportSection:
+    folder = ctx.data_dir / "factcheck" / "politifact" if ctx.data_dir else None
+    if folder is not None and folder.is_dir():
+        from polyrank.domains.mtm.factcheck_demo import run_politifact
+
+        return run_politifact(ctx, folder)
+    return _run_generated(ctx)
+
+
+def _run_generated(ctx: DemoContext) -> ReportSection:
     from polyrank.domains.mtm.datamodule import MTMDataModule
     from polyrank.domains.mtm.train import compare_bm25_mtm, fit_mtm
     from polyrank.shared.runs import write_run

@@ -4,7 +4,8 @@ For each of the k key sentences s_j of an article: encode ``[CLS] q [SEP] s_j [S
 last-layer states over the claim tokens, ``S_j`` = over the sentence tokens, ``m_j`` = s_j's pattern vector.
 The article representation is ``sum_j w_j [Q_j; S_j; m_j]`` (Eq. 6) and the classifier is the reference's
 stack of linears ``3d -> 3d/2 -> ... -> 2`` with no non-linearity between them, then GELU, dropout 0.5, GELU;
-class 1 (the article fact-checks the claim) is the ranking score.
+class 1 (the article fact-checks the claim) is the ranking score. Documented non-reference options: ``head="mlp"``
+(trains in CPU budgets) and ``readout="logit_diff"`` (monotone read-out), see :class:`MatchingHead`.
 
 Layer mapping: the reference (BERT-base, 12 layers) loads embeddings + layer 0 from ROT and freezes them
 (``finetune_front_layers=False``) and trains layers 1-11; here the same rule applies to any depth (MiniLM:
@@ -25,20 +26,61 @@ from polyrank.domains.mtm.selection import KeySentences, select_key_sentences
 
 
 class MatchingHead(nn.Module):
-    """Linears ``3d -> 3d/2 -> ... -> 2`` (last without bias), then GELU, dropout, GELU (``model/MTM.py``)."""
+    """The matching classifier; ``kind`` selects it.
 
-    def __init__(self, in_dim: int, n_layers: int = 5, dropout: float = 0.5) -> None:
+    ``"reference"`` (``model/MTM.py``): linears ``3d -> 3d/2 -> ... -> 2`` (last without bias) with no
+    non-linearity between them, then GELU, dropout, GELU. Its end-to-end gain at initialisation is about 0.07,
+    so cross-entropy starts on the ln 2 plateau and the reference needs ~250k steps to leave it.
+    ``"mlp"`` (a head that trains in CPU budgets, not the paper's): ``3d -> d`` linear, GELU, dropout, ``d -> 2``
+    linear; its logits are used as they are (no output activation).
+
+    :meth:`logits` are the pre-activation outputs of the last linear; ``forward`` is what the loss sees.
+    """
+
+    def __init__(self, in_dim: int, n_layers: int = 5, dropout: float = 0.5, kind: str = "reference") -> None:
         super().__init__()
-        dims = [in_dim]
-        for _ in range(n_layers - 1):
-            dims.append(max(2, dims[-1] // 2))
-        layers = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])]
-        layers.append(nn.Linear(dims[-1], 2, bias=False))
-        self.linears = nn.Sequential(*layers)
+        if kind not in HEADS:
+            raise ValueError(f"head {kind!r}: expected one of {HEADS}")
+        self.kind, self.n_layers = kind, n_layers
+        if kind == "reference":
+            dims = [in_dim]
+            for _ in range(n_layers - 1):
+                dims.append(max(2, dims[-1] // 2))
+            layers = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])]
+            layers.append(nn.Linear(dims[-1], 2, bias=False))
+            self.linears = nn.Sequential(*layers)
+        else:
+            hidden = max(2, in_dim // 3)
+            self.linears = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                         nn.Linear(hidden, 2))
         self.dropout = nn.Dropout(dropout)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linears(x)
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """The reference's output activation (GELU, dropout, GELU); identity for the ``mlp`` head."""
+        if self.kind == "mlp":
+            return logits
+        return nn.functional.gelu(self.dropout(nn.functional.gelu(logits)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.gelu(self.dropout(nn.functional.gelu(self.linears(x))))
+        return self.activate(self.logits(x))
+
+
+HEADS = ("reference", "mlp")
+READOUTS = ("class1", "logit_diff")
+
+
+def readout_scores(raw_logits: torch.Tensor, head: MatchingHead, readout: str) -> torch.Tensor:
+    """Ranking score from the pre-activation logits ``(n, 2)``: ``"class1"`` is the reference's class-1 output
+    after the head's activation (GELU twice for the reference head: not monotone in the logit);
+    ``"logit_diff"`` is ``z_1 - z_0`` before any activation (monotone in the class-1 log-odds)."""
+    if readout == "class1":
+        return head.activate(raw_logits)[:, 1]
+    if readout == "logit_diff":
+        return raw_logits[:, 1] - raw_logits[:, 0]
+    raise ValueError(f"readout {readout!r}: expected one of {READOUTS}")
 
 
 class MTM(nn.Module):
@@ -47,7 +89,8 @@ class MTM(nn.Module):
     def __init__(self, config, n_key_sentences: int = 5, n_patterns: int = 20, lambda_q: float = 0.6,
                  lambda_p: float = 0.4, n_mlp_layers: int = 5, dropout: float = 0.5, max_length: int = 256,
                  claim_max_length: int = 180, finetune_front_layers: bool = False,
-                 finetune_inter_layers: bool = True, cls_id: int = 101, sep_id: int = 102) -> None:
+                 finetune_inter_layers: bool = True, cls_id: int = 101, sep_id: int = 102,
+                 head: str = "reference", readout: str = "class1") -> None:
         super().__init__()
         from transformers import BertModel
 
@@ -56,7 +99,10 @@ class MTM(nn.Module):
         self.max_length, self.claim_max_length = max_length, claim_max_length
         self.cls_id, self.sep_id = cls_id, sep_id
         self.register_buffer("memory", torch.zeros(n_patterns, config.hidden_size))
-        self.head = MatchingHead(3 * config.hidden_size, n_mlp_layers, dropout)
+        if readout not in READOUTS:
+            raise ValueError(f"readout {readout!r}: expected one of {READOUTS}")
+        self.readout = readout
+        self.head = MatchingHead(3 * config.hidden_size, n_mlp_layers, dropout, kind=head)
         self.set_trainable(finetune_front_layers, finetune_inter_layers)
 
     def set_trainable(self, front: bool, inter: bool) -> None:
@@ -92,8 +138,9 @@ class MTM(nn.Module):
         return select_key_sentences(claim_vecs, padded, mask, self.memory, self.k, self.lambda_q, self.lambda_p)
 
     def forward(self, claims: Sequence[Sequence[int]], articles: Sequence[Sequence[Sequence[int]]],
-                keys: KeySentences) -> torch.Tensor:
-        """Logits ``(B, 2)`` for B (claim tokens, article sentence tokens) pairs with their key sentences."""
+                keys: KeySentences, raw: bool = False) -> torch.Tensor:
+        """Head outputs ``(B, 2)`` (``raw``: pre-activation logits) for B (claim tokens, article sentence tokens)
+        pairs with their key sentences."""
         device = self.memory.device
         b = len(claims)
         idx = keys.indices.tolist()
@@ -110,20 +157,21 @@ class MTM(nn.Module):
         patterns = self.memory[keys.patterns.to(device)[rows, cols]].to(states.dtype)
         per_sentence[rows, cols] = torch.cat([q, s, patterns], dim=-1)
         pooled = (keys.weights.to(device=device, dtype=states.dtype)[..., None] * per_sentence).sum(1)
-        return self.head(pooled)
+        return self.head.logits(pooled) if raw else self.head(pooled)
 
     @torch.no_grad()
     def score_articles(self, claim: Sequence[int], articles: Sequence[Sequence[Sequence[int]]],
                        claim_vec: torch.Tensor | None = None,
                        sentence_vecs: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, KeySentences]:
-        """Class-1 scores ``(n_articles,)`` of one claim against its candidates, with the key sentences."""
+        """Ranking scores ``(n_articles,)`` (the model's ``readout``) of one claim against its candidates, with the
+        key sentences."""
         claim_vec = self.embed([claim]) if claim_vec is None else claim_vec[None]
         if sentence_vecs is None:                       # one embedding pass over every sentence, then split
             flat = self.embed([s for sents in articles for s in sents])
             sentence_vecs = list(flat.split([len(sents) for sents in articles]))
         keys = self.select(claim_vec.expand(len(articles), -1), sentence_vecs)
-        logits = self([claim] * len(articles), articles, keys)
-        return logits[:, 1].float(), keys
+        raw = self([claim] * len(articles), articles, keys, raw=True)
+        return readout_scores(raw, self.head, self.readout).float(), keys
 
 
 def build_mtm(backbone: str, **kwargs) -> MTM:

