@@ -24,7 +24,7 @@ import pickle
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from polyrank.shared.errors import FormatError, PolyrankError
 
@@ -317,11 +317,18 @@ def search(store: Path, output: Path, queries: Path | None = None, query_vectors
 
 
 def rerank(reranker: str, run: Path, queries: Path, corpus: Path, output: Path, depth: int = 100,
-           batch_size: int = 16) -> None:
+           batch_size: int = 16, checkpoint: str | None = None, model: str | None = None,
+           device: str | None = None, overrides: dict[str, Any] | None = None) -> None:
     """Rerank the top ``depth`` of a first-stage TREC run with a registered (or saved) reranker.
 
     Args:
         reranker: a name from ``polyrank list`` or a directory written by a reranker's ``save``.
+        checkpoint: the ``last.ckpt``/``best-*.ckpt`` that ``polyrank fit`` wrote for this reranker's domain.
+        model: the model an LLM reranker runs (a local Hugging Face folder or a ``.gguf`` file), e.g.
+            ``polyrank rerank text.pointwise ... --model /models/Qwen3-Reranker-0.6B``.
+        device: ``cpu``, ``cuda``... (the reranker's default when omitted).
+        overrides: any other builder option as JSON, e.g. ``--overrides '{"window": 10}'`` (unknown ones are an
+            error that lists the valid ones).
         run: first-stage TREC run.
         queries: BEIR ``queries.jsonl``; a query's content is its text.
         corpus: BEIR ``corpus.jsonl``; a candidate's content is ``title + " " + text``.
@@ -343,7 +350,11 @@ def rerank(reranker: str, run: Path, queries: Path, corpus: Path, output: Path, 
     with _reading(corpus, "corpus"):
         docs = read_beir_corpus(_input_file(corpus, "corpus"))
     contents = {d: f"{v['title']} {v['text']}".strip() for d, v in docs.items()}
-    reranked = rerank_run(first_stage, load(reranker), texts, contents, depth, batch_size)
+    options = dict(overrides or {})
+    if model is not None:
+        options["model"] = model
+    built = load(reranker, checkpoint=checkpoint, device=device, **options)
+    reranked = rerank_run(first_stage, built, texts, contents, depth, batch_size)
     write_run(reranked, output, tag=f"polyrank-{reranker}")
 
 

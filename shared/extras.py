@@ -19,7 +19,8 @@ from polyrank.shared.errors import MissingResourceError
 EXTRAS: dict[str, str] = {
     "timm": "image", "torchvision": "image",
     "pyteomics": "peptide", "lxml": "peptide",
-    "rouge_score": "text", "sklearn": "text",
+    "rouge_score": "text", "sklearn": "text", "ranx": "text",
+    "gguf": "llm", "accelerate": "llm",
 }
 
 

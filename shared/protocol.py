@@ -136,6 +136,19 @@ def _ranked(cands: Sequence[Candidate], scores: np.ndarray, evidence: Sequence[A
             for r, i in enumerate(order)]
 
 
+def order_to_scores(order: Sequence[int], n: int) -> np.ndarray:
+    """Scores whose descending sort is ``order`` (candidate positions, best first; a permutation of ``range(n)``).
+
+    The one place where a listwise or setwise reranker's *order* becomes the scores that :meth:`Reranker.rank`,
+    :func:`rerank_run`, run files and evaluation consume: the item at rank ``r`` (0-based) gets ``n - r``.
+    """
+    if sorted(order) != list(range(n)):
+        raise ValueError(f"order must be a permutation of range({n}), got {list(order)}")
+    scores = np.empty(n, dtype=np.float64)
+    scores[list(order)] = n - np.arange(n, dtype=np.float64)
+    return scores
+
+
 def tail_scores(head_scores: Sequence[float] | np.ndarray, n_tail: int) -> np.ndarray:
     """Scores for the first-stage items beyond a reranked head: strictly below the head, in first-stage order."""
     floor = float(np.min(head_scores)) if len(head_scores) else 0.0

@@ -47,7 +47,14 @@ def _ranknovo_example(tmp_path):
     return spectrum, [("c0", "PEPTIDEK"), ("c1", "PEPTLDEK"), ("c2", "PEPTIDKE"), ("c3", "AEPTIDEK")]
 
 
-EXAMPLES = {"superglobal": _superglobal_example, "mtm": _mtm_example, "ranknovo": _ranknovo_example}
+def _text_example(tmp_path):
+    return "what is the boiling point of water", [("p1", "Water boils at 100 degrees Celsius at sea level."),
+                                                  ("p2", "The moon orbits the earth."),
+                                                  ("p3", "At altitude water boils at a lower temperature.")]
+
+
+EXAMPLES = {"superglobal": _superglobal_example, "mtm": _mtm_example, "ranknovo": _ranknovo_example,
+            "text": _text_example}
 TINY = list_rerankers("*.tiny")
 
 
@@ -112,7 +119,8 @@ def test_domain_imports_stay_light():
     import sys
 
     code = ("import sys, polyrank.shared, polyrank.shared.registry as r; r.list_rerankers(); "
-            "import polyrank.domains.superglobal, polyrank.domains.mtm, polyrank.domains.ranknovo; "
+            "import polyrank.domains.superglobal, polyrank.domains.mtm, polyrank.domains.ranknovo, "
+            "polyrank.domains.text, polyrank.shared.llm; "
             "heavy = [m for m in ('torch', 'transformers', 'timm', 'lightning', 'faiss', 'pyteomics') "
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -86,3 +86,22 @@ def test_core_imports_without_timm_open_clip_adapters():
             "import polyrank.shared.store\n"
             "assert not any(sys.modules.get(m) for m in ('timm', 'open_clip', 'adapters'))\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_order_to_scores_is_the_one_way_an_order_becomes_a_ranking():
+    import numpy as np
+    import pytest
+
+    from polyrank.shared.protocol import order_to_scores
+
+    class Listwise(Reranker):
+        def score(self, query, candidates):  # the judge prefers longer texts: order = by length, descending
+            order = sorted(range(len(candidates)), key=lambda i: -len(candidates[i].content))
+            return order_to_scores(order, len(candidates))
+
+    ranked = Listwise().rank("q", [("a", "x"), ("b", "xxx"), ("c", "xx")])
+    assert [r.candidate_id for r in ranked] == ["b", "c", "a"]
+    assert list(order_to_scores([2, 0, 1], 3)) == [2.0, 1.0, 3.0]
+    assert np.all(np.diff(order_to_scores([1, 0], 2)[[1, 0]]) < 0)
+    with pytest.raises(ValueError, match="permutation"):
+        order_to_scores([0, 0, 1], 3)
