@@ -1,4 +1,4 @@
-"""Readers: revisitop ground truth (restricted unpickler), images, GLDv2-style CSVs, landmark folders.
+"""Readers: revisitop ground truth (restricted unpickler), images, GLDv2-style CSVs, landmark folders, Paris6k subset.
 
 The official ``gnd_roxford5k.pkl`` / ``gnd_rparis6k.pkl`` (Radenovic et al., CVPR 2018) hold a dict with
 ``imlist`` and ``qimlist`` (names without extension) and ``gnd``: one dict per query with ``bbx``
@@ -215,3 +215,75 @@ def _resolve_image(row: dict[str, str], root: Path) -> Path | None:
     return None
 
 
+def landmark_folders_gnd(roots: Sequence[str | Path]) -> tuple[list[Path], list[str], RevisitopGnd]:
+    """:func:`landmark_folder_gnd` over several roots at once: ids are ``<root name>/<place>/<photo>``, the
+    place is the photo's folder; every photo queries all the others (same place = positive, itself = junk)."""
+    paths, labels, names = [], [], []
+    for root in map(Path, roots):
+        for path in list_images(root):
+            paths.append(path)
+            labels.append(path.parent.name)
+            names.append(f"{root.name}/{path.relative_to(root).with_suffix('')}")
+    if len(set(names)) != len(names):
+        raise PolyrankError(f"two photos share an id under {[str(r) for r in roots]}; give the roots distinct names")
+    gnd = [{"easy": np.array([j for j, other in enumerate(labels) if other == label and j != i], dtype=np.int64),
+            "hard": np.zeros(0, np.int64), "junk": np.array([i], dtype=np.int64), "bbx": None}
+           for i, label in enumerate(labels)]
+    return paths, labels, RevisitopGnd(names, list(names), gnd)
+
+
+#: Paris6k photos are Flickr downloads 1024 px on the longer side; the official ``bbx`` are in those pixels.
+PARIS6K_LONG_SIDE = 1024
+
+
+def read_paris_subset(folder: str | Path, original_long_side: int = PARIS6K_LONG_SIDE
+                      ) -> tuple[RevisitopGnd, list[Path], list[Path]]:
+    """The official Paris6k queries of ``<folder>/gnd_paris6k_subset.json`` (``landmarks_paris`` of ../shared/data).
+
+    The file is in the revisitop layout with ``ok``/``junk`` index lists (original Paris6k labels, no
+    easy/hard split): ``ok`` becomes ``easy`` and ``hard`` stays empty, so Easy = Medium and Hard has no
+    positives. ``bbx`` is given in the pixels of the full-size originals; it is scaled here to the resized
+    file by ``max(file width, height) / original_long_side``. A box that then falls outside its photo
+    (a wrong ``original_long_side``) raises ``FormatError``. Returns the ground truth (scaled ``bbx``), the
+    query photo paths and the database photo paths (``imlist`` order).
+    """
+    import json
+
+    from PIL import Image
+
+    path = Path(folder) / "gnd_paris6k_subset.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        raise FormatError(path, getattr(exc, "lineno", None), f"not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict) or not {"imlist", "qimlist", "gnd"} <= set(raw) or len(raw["gnd"]) != len(
+            raw["qimlist"]):
+        raise FormatError(path, None, "expected imlist, qimlist and one gnd entry per query name")
+    imlist, qimlist = [str(x) for x in raw["imlist"]], [str(x) for x in raw["qimlist"]]
+    db_paths, q_paths = [Path(folder) / f"{n}.jpg" for n in imlist], [Path(folder) / f"{n}.jpg" for n in qimlist]
+    for name, photo in zip(imlist + qimlist, db_paths + q_paths):
+        if not photo.is_file():
+            raise FormatError(path, None, f"photo {name!r} listed in the ground truth is missing ({photo})")
+    gnd = []
+    for number, (entry, photo) in enumerate(zip(raw["gnd"], q_paths), start=1):
+        if not isinstance(entry, dict) or "bbx" not in entry or "ok" not in entry:
+            raise FormatError(path, None, f"query #{number}: expected a dict with bbx, ok and junk")
+        item = {"easy": np.asarray(entry["ok"], dtype=np.int64).reshape(-1), "hard": np.zeros(0, np.int64),
+                "junk": np.asarray(entry.get("junk", []), dtype=np.int64).reshape(-1)}
+        for key in ("easy", "junk"):
+            if item[key].size and (item[key].min() < 0 or item[key].max() >= len(imlist)):
+                raise FormatError(path, None, f"query #{number} ({qimlist[number - 1]}): {key} index out of range "
+                                  f"[0, {len(imlist)})")
+        with Image.open(photo) as image:
+            width, height = image.size
+        factor = max(width, height) / original_long_side
+        x1, y1, x2, y2 = (float(v) * factor for v in entry["bbx"])
+        if not (0 <= x1 < x2 <= width + 1 and 0 <= y1 < y2 <= height + 1):
+            raise FormatError(path, None, f"query #{number} ({qimlist[number - 1]}): bbx {entry['bbx']} scaled by "
+                              f"{factor:.4f} is [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}], outside the "
+                              f"{width}x{height} photo; check original_long_side ({original_long_side})")
+        item["bbx"] = [x1, y1, x2, y2]
+        gnd.append(item)
+    return RevisitopGnd(imlist, qimlist, gnd), q_paths, db_paths

@@ -121,26 +121,29 @@ class GlobalModel(nn.Module):
         """The backbone's last feature map ``(B, C, h, w)`` (ReLU-up inside it for the reference placement)."""
         return self.backbone.forward_features(x)
 
-    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
-        """One scale's head: ``[ReLU-up at output] -> [Regional-GeM] -> GeM+ or learned GeM -> L2 -> fc``."""
+    def pool(self, fmap: torch.Tensor, p: float | None = None) -> torch.Tensor:
+        """One scale's head: ``[ReLU-up at output] -> [Regional-GeM] -> GeM+ or GeM -> L2 -> fc``.
+
+        ``p`` replaces the learned GeM p when GeM+ is off (``p=1``: average pooling), for pooling comparisons.
+        """
         if self.stage1.relup and self.stage1.relup_placement == "output":
             fmap = fmap.clamp(min=RELU_UP_ALPHA)
         if self.stage1.rgem:
             fmap = regional_gem(fmap)
-        pooled = gem_plus(fmap) if self.stage1.gemp else gem(fmap, self.gem_p)
+        pooled = gem_plus(fmap) if self.stage1.gemp else gem(fmap, self.gem_p if p is None else p)
         return self.fc(F.normalize(pooled, p=2, dim=-1))
 
     def forward_singlescale(self, x: torch.Tensor) -> torch.Tensor:
         """One scale's descriptor ``(B, D)`` (not normalised), as the reference ``_forward_singlescale``."""
         return self.pool(self.feature_map(x))
 
-    def aggregate(self, fmaps: list[torch.Tensor]) -> torch.Tensor:
+    def aggregate(self, fmaps: list[torch.Tensor], p: float | None = None) -> torch.Tensor:
         """Per-scale feature maps -> Scale-GeM (or mean) -> L2: the final ``(B, D)`` descriptor.
 
         Splitting :meth:`forward` here lets callers compare pooling variants on the same backbone maps
-        (valid when ReLU-up is off or placed at the output).
+        (valid when ReLU-up is off or placed at the output); ``p`` as in :meth:`pool`.
         """
-        per_scale = [self.pool(fmap) for fmap in fmaps]
+        per_scale = [self.pool(fmap, p) for fmap in fmaps]
         combined = scale_gem(per_scale) if self.stage1.sgem else torch.stack(per_scale, 0).mean(0)
         return F.normalize(combined, p=2, dim=-1)
 

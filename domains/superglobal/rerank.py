@@ -10,9 +10,13 @@ x_1..x_M:
 2. Query expansion: ``q~`` = element-wise max of the K refined descriptors ranked highest by ``q . d~``.
 3. Final score ``(q . d~_i + q~ . d~_i) / 2``; the top-M are re-sorted by it, ranks beyond M unchanged.
 
-Defaults M=400, K=10 (9 neighbours + self), beta=0.15. The reference's ``ranks_value_trans *= beta`` is
-dead code and is not reproduced. Final orderings use stable sorts (ties keep first-stage order);
-exact ties among neighbour similarities are left to ``torch.topk``.
+Defaults M=400, K=10 (9 neighbours + self), beta=0.15. K counts as in the reference: its ``MDescAug(K=9)`` /
+``RerankwMDA(K=9)`` set ``self.K = K + 1`` (including oneself) for both the neighbour lists and the query
+expansion, so polyrank's ``k=10`` is the reference's ``K=9`` (checked on real descriptors by
+``tests/domains/superglobal/test_superglobal_real.py``). The one difference: the reference finds "self" by
+sorting similarities (an exact duplicate may tie with it); here the item itself is always first.
+The reference's ``ranks_value_trans *= beta`` is dead code and is not reproduced. Final orderings use
+stable sorts (ties keep first-stage order); exact ties among neighbour similarities are left to ``torch.topk``.
 
 :func:`rerank_topm` is batched over queries and chunked so memory stays bounded
 (about ``chunk * (2 M^2 + K^2 D + 2 M D)`` floats); :func:`rerank_loop` is a plain per-query, per-item NumPy oracle.
