@@ -1,12 +1,14 @@
-"""Text LLM rerankers on :mod:`polyrank.shared.llm`: pointwise label logits (Qwen3-Reranker, ProRank), FIRST
-single-token listwise decoding and ICR attention-based in-context reranking.
+"""Text rerankers on :mod:`polyrank.shared.llm`: pointwise label logits (Qwen3-Reranker, ProRank), FIRST
+single-token listwise decoding, ICR attention-based in-context reranking, Rank-R1 setwise heap sort, REBEL
+multi-criteria scoring, question decomposition, and the trainable monoBERT cross-encoder (``polyrank fit``).
 
 >>> from polyrank.domains.text import load                                     # doctest: +SKIP
 >>> reranker = load("text.pointwise", model="/models/Qwen3-Reranker-0.6B")     # doctest: +SKIP
 >>> reranker.rank("what is a kv cache", [("d1", "..."), ("d2", "...")])         # doctest: +SKIP
 
-Modules: :mod:`.pointwise`, :mod:`.first`, :mod:`.icr`, :mod:`.windows` (sliding windows, order -> scores),
-:mod:`.reranker` (shared base, save/load), :mod:`.demo`. Whole runs go through
+Modules: :mod:`.pointwise`, :mod:`.first`, :mod:`.icr`, :mod:`.setwise`, :mod:`.rebel`, :mod:`.decompose`,
+:mod:`.cross_encoder`, :mod:`.windows` (sliding windows, heap sort, order -> scores), :mod:`.reranker` (shared
+base, save/load), :mod:`.demo`. Whole runs go through
 :func:`polyrank.shared.protocol.rerank_run`.
 """
 

@@ -5,7 +5,9 @@ A RankZephyr-style prompt lists the window's passages under alphabetic identifie
 one token); the prompt is extended with ``[`` and a single decoding step is taken: the window is ordered by the
 logits of the identifier tokens at that position. Windows of 20 move by 10 from the bottom of the first-stage
 list to the top (RankGPT). ``mode="generate"`` instead generates the whole permutation ``[B] > [A] > ...`` and
-parses it (malformed output: that window keeps its first-stage order, counted in ``stats``).
+parses it (malformed output: that window keeps its first-stage order, counted in ``stats``);
+``force_length=True`` makes every generation exactly the token length of a full permutation of the window
+(``min_new_tokens = max_new_tokens``), so a speed comparison with one decoding step compares like with like.
 """
 
 from __future__ import annotations
@@ -45,19 +47,25 @@ class FirstReranker(LLMReranker):
     """FIRST listwise reranker with RankGPT sliding windows; scores encode the final order (higher is better)."""
 
     def __init__(self, lm, registry_name: str, mode: str = "logits", window: int = 20, stride: int = 10,
-                 max_words: int = 300, max_new_tokens: int | None = None, token_budget: int = 16384) -> None:
+                 max_words: int = 300, max_new_tokens: int | None = None, token_budget: int = 16384,
+                 force_length: bool = False) -> None:
         if mode not in MODES:
             raise PolyrankError(f"mode must be one of {MODES}, got {mode!r}")
         if not 1 <= window <= len(IDENTIFIERS):
             raise PolyrankError(f"window must be between 1 and {len(IDENTIFIERS)} (alphabetic identifiers)")
         super().__init__(lm, registry_name, mode=mode, window=window, stride=stride, max_words=max_words,
-                         max_new_tokens=max_new_tokens, token_budget=token_budget)
+                         max_new_tokens=max_new_tokens, token_budget=token_budget, force_length=force_length)
+        self.force_length = force_length
         self.mode, self.window, self.stride, self.max_words = mode, window, stride, max_words
         self.max_new_tokens, self.token_budget = max_new_tokens, token_budget
         self.identifier_ids = [lm.single_token(i) for i in IDENTIFIERS[:window]]
 
     def _prompt_ids(self, query: str, passages: Sequence[str], open_bracket: bool) -> list[int]:
         return self.lm.encode(self.lm.chat(first_prompt(query, passages)) + ("[" if open_bracket else ""))
+
+    def permutation_tokens(self, n: int) -> int:
+        """Tokens of a full permutation of ``n`` identifiers, ``[A] > [B] > ...`` (what generation must write)."""
+        return len(self.lm.encode(" > ".join(f"[{i}]" for i in IDENTIFIERS[:n])))
 
     def identifier_logits(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Logits of ``[A]``.. identifiers at the first generated position (after ``[``), one per passage."""
@@ -71,8 +79,10 @@ class FirstReranker(LLMReranker):
             logits = self.identifier_logits(query, passages)
             return list(np.argsort(-logits, kind="stable"))
         budget = self.max_new_tokens or 5 * len(passages) + 4
+        if self.force_length:
+            budget = self.permutation_tokens(len(passages))
         text = generate(self.lm, [self._prompt_ids(query, passages, open_bracket=False)], budget,
-                        token_budget=self.token_budget)[0]
+                        token_budget=self.token_budget, min_new_tokens=budget if self.force_length else 0)[0]
         parsed = parse_permutation(text, IDENTIFIERS[: len(passages)])
         self.stats.record(not parsed.malformed, text)
         return parsed.order

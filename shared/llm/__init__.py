@@ -6,6 +6,7 @@
   read-outs (next-token logits of label tokens, short constrained generation with stop strings, attention
   mass from query positions to prefix tokens, aggregated layer by layer).
 - :mod:`.parsers`: ``<think>/<answer>`` blocks, permutations ``[C] > [A] > [B]``, REBEL ``Doc: n, Relevance: x``.
+- :mod:`.embedding`: Qwen3-Embedding-style last-token pooled, L2-normalised embeddings (instructed queries).
 - :mod:`.tiny`: tiny random Llama/Qwen2 models with a local tokenizer, for tests.
 
 Importing this package stays light (no torch); the heavy modules import it themselves.

@@ -4,7 +4,8 @@
   (arXiv 2503.06034, Sec. 3; ielab/llm-rankers prompt_setwise-R1).
 - :func:`parse_permutation`: RankGPT/RankZephyr/FIRST permutations ``[C] > [A] > [B]``; duplicates and unknown
   identifiers are dropped and missing ones appended in first-stage order (as rank_llm's fill step does).
-- :func:`parse_rebel`: REBEL's ``Doc: n, Relevance: x`` lines (arXiv 2504.07104, one-turn prompt).
+- :func:`parse_rebel`: REBEL's ``Doc: n, Relevance: x`` lines (arXiv 2504.07104, one-turn prompt);
+  :func:`parse_rebel_criteria` reads every ``Name: value`` pair of such a line (per-criterion scores).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 _BRACKETED = re.compile(r"\[\s*([^\[\]\s]+)\s*\]")
+_DOC = re.compile(r"Doc\s*:\s*\[?(\d+)\]?", re.I)
+_NAMED_VALUE = re.compile(r"([A-Za-z][A-Za-z ]*?)\s*:\s*([-+]?\d+(?:\.\d+)?)")
 _REBEL = re.compile(r"Doc\s*:\s*\[?(\d+)\]?\s*,\s*Relevance\s*:\s*([-+]?\d+(?:\.\d+)?)", re.I)
 
 
@@ -86,3 +89,22 @@ def parse_rebel(text: str, n_docs: int) -> dict[int, float]:
         if 0 <= i < n_docs and i not in scores:
             scores[i] = float(value)
     return scores
+
+
+def parse_rebel_criteria(text: str, n_docs: int) -> dict[int, dict[str, float]]:
+    """``{doc index (0-based): {criterion (lower case): value}}`` from lines such as
+    ``Doc: 2, Relevance: 7, Depth: 3, Authority: 4`` (``n`` is 1-based; the ``Doc`` pair itself is not a criterion).
+
+    Out-of-range documents are ignored; a document listed twice keeps its first line.
+    """
+    found: dict[int, dict[str, float]] = {}
+    for line in text.splitlines():
+        doc = _DOC.search(line)
+        if doc is None:
+            continue
+        i = int(doc.group(1)) - 1
+        if not 0 <= i < n_docs or i in found:
+            continue
+        rest = line[doc.end():]
+        found[i] = {name.strip().lower(): float(value) for name, value in _NAMED_VALUE.findall(rest)}
+    return found

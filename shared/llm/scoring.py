@@ -158,16 +158,19 @@ class _AllowedTokens:
 
 def generate(lm: CausalLM, prompts: Sequence[Sequence[int]], max_new_tokens: int,
              stop_strings: Sequence[str] = (), allowed_token_ids: Sequence[int] | None = None,
-             token_budget: int = DEFAULT_TOKEN_BUDGET, max_batch_size: int = DEFAULT_MAX_BATCH) -> list[str]:
+             token_budget: int = DEFAULT_TOKEN_BUDGET, max_batch_size: int = DEFAULT_MAX_BATCH,
+             min_new_tokens: int = 0) -> list[str]:
     """Greedy continuations of ``prompts`` (token ids), at most ``max_new_tokens`` each, cut after the first stop
-    string; ``allowed_token_ids`` restricts decoding to those tokens (plus end-of-sequence)."""
+    string; ``allowed_token_ids`` restricts decoding to those tokens (plus end-of-sequence); ``min_new_tokens``
+    suppresses end-of-sequence before that many tokens (benchmarks force a fixed generation length with it)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     if not prompts:
         return []
     tok = lm.tokenizer
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                              eos_token_id=tok.eos_token_id, bos_token_id=lm.model.generation_config.bos_token_id,
+    config = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=False,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                              bos_token_id=lm.model.generation_config.bos_token_id,
                               stop_strings=list(stop_strings) or None)
     processors = LogitsProcessorList()
     if allowed_token_ids is not None:

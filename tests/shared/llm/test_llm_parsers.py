@@ -50,3 +50,15 @@ def test_parse_stats_count_malformed():
     stats.record(True)
     stats.record(False, "garbage")
     assert (stats.parsed, stats.malformed, stats.examples) == (2, 1, ["garbage"])
+
+
+def test_parse_rebel_criteria_reads_every_named_score_per_document_line():
+    from polyrank.shared.llm.parsers import parse_rebel_criteria
+
+    text = ("Here are the scores:\nDoc: [2], Relevance: 6, Depth: 3.5, Authority: 4\n"
+            "Doc: 1, Relevance: 9\nDoc: 2, Relevance: 0\nDoc: 7, Relevance: 10\nDoc 3 is irrelevant")
+    # guards: the 1-based doc number used as an index, a later duplicate line overwriting the first, and
+    # out-of-range documents (7 of 3) or lines without "Doc:" being accepted
+    assert parse_rebel_criteria(text, 3) == {1: {"relevance": 6.0, "depth": 3.5, "authority": 4.0},
+                                             0: {"relevance": 9.0}}
+    assert parse_rebel_criteria("no scores here", 3) == {}

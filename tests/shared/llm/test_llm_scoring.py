@@ -117,3 +117,24 @@ def test_single_token_check_and_loading_errors(lm, tmp_path):
     ids = lm.encode("judge yes")
     with torch.no_grad():
         torch.testing.assert_close(again.model(torch.tensor([ids])).logits, lm.model(torch.tensor([ids])).logits)
+
+
+def test_min_new_tokens_forces_the_generation_length():
+    """Guards the FIRST benchmark: without min_new_tokens a model that ends early makes generation look cheap."""
+    lm = tiny_causal_lm("llama", words=["yes"], seed=3)
+    with torch.no_grad():
+        # the end-of-sequence logit dominates: greedy decoding stops at once unless forced on
+        lm.model.lm_head.weight[lm.tokenizer.eos_token_id] = 50 * lm.model.model.norm.weight.sign()
+    prompt = lm.encode("judge yes")
+    calls = []
+    original = lm.model.generate
+
+    def counting(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    lm.model.generate = counting
+    generate(lm, [prompt], 7)
+    generate(lm, [prompt], 7, min_new_tokens=7)
+    assert calls[0] < 7 and calls[1] == 7
