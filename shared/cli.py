@@ -232,7 +232,8 @@ def index(output: Path, corpus: Path | None = None, vectors: Path | None = None,
             one per row of ``vectors``.
         factory: FAISS index factory string (``Flat``, ``HNSW32``, ``IVF1024,Flat``, ``IVF1024,PQ16``).
         metric: ``ip`` (inner product), ``cosine`` or ``l2``.
-        encoder: local sentence-encoder directory (default: all-MiniLM-L6-v2 from its PyPI package).
+        encoder: local sentence-encoder directory (default: all-MiniLM-L6-v2 from its PyPI package), or a causal
+            LM (``.gguf`` file or ``*ForCausalLM`` folder): Qwen3-Embedding-style last-token embeddings.
         batch_size: encoding batch size.
         overwrite: replace ``output`` even when it is not a store written earlier (a file, another
             directory): ``--overwrite true``. A previous store is always replaced.
@@ -257,7 +258,8 @@ def index(output: Path, corpus: Path | None = None, vectors: Path | None = None,
         if not docs:
             raise PolyrankError(f"--corpus {corpus} holds no documents; give a BEIR corpus.jsonl")
         doc_ids = list(docs)
-        matrix = _encoder(encoder, batch_size).encode([f"{d['title']} {d['text']}".strip() for d in docs.values()])
+        texts = [f"{d['title']} {d['text']}".strip() for d in docs.values()]
+        matrix = _encode(encoder, batch_size, texts, side="documents")
     else:
         if ids is None:
             raise PolyrankError("--vectors needs --ids: a text file with one id per line, in row order")
@@ -271,14 +273,28 @@ def index(output: Path, corpus: Path | None = None, vectors: Path | None = None,
     logger.info("indexed %d items (dim %d, %s) into %s", len(doc_ids), matrix.shape[1], factory, output)
 
 
-def _encoder(path: str | None, batch_size: int):
+def _encode(path: str | None, batch_size: int, texts: list[str], side: Literal["queries", "documents"],
+            instruction: str | None = None):
+    """Vectors of ``texts``: a sentence encoder (default all-MiniLM-L6-v2), or, when ``path`` is a causal LM (a
+    ``.gguf`` or a ``*ForCausalLM`` folder), Qwen3-Embedding-style last-token embeddings with the instruction on
+    queries only (:class:`polyrank.shared.llm.embedding.LLMEmbedder`)."""
+    from polyrank.shared.llm.embedding import DEFAULT_TASK, LLMEmbedder, is_causal_lm
+
+    if is_causal_lm(path):
+        from polyrank.shared.llm.loading import load_causal_lm
+
+        embedder = LLMEmbedder(load_causal_lm(path), task=instruction or DEFAULT_TASK)
+        return embedder.encode_queries(texts) if side == "queries" else embedder.encode_documents(texts)
+    if instruction is not None:
+        raise PolyrankError("--instruction applies to a causal-LM --encoder only (a .gguf or *ForCausalLM folder)")
     from polyrank.shared.text_encoder import SentenceEncoder
 
-    return SentenceEncoder(path, batch_size=batch_size)
+    return SentenceEncoder(path, batch_size=batch_size).encode(texts)
 
 
 def search(store: Path, output: Path, queries: Path | None = None, query_vectors: Path | None = None,
-           query_ids: Path | None = None, k: int = 100, encoder: str | None = None) -> None:
+           query_ids: Path | None = None, k: int = 100, encoder: str | None = None,
+           instruction: str | None = None) -> None:
     """Search a candidate store and write a TREC run.
 
     Args:
@@ -288,7 +304,10 @@ def search(store: Path, output: Path, queries: Path | None = None, query_vectors
         query_vectors: a ``.npy`` (n, dim) matrix of finite values instead of ``queries``.
         query_ids: one query id per line (as ``polyrank index --ids``), one per row of ``query_vectors``.
         k: candidates per query.
-        encoder: local sentence-encoder directory (default all-MiniLM-L6-v2).
+        encoder: local sentence-encoder directory (default all-MiniLM-L6-v2), or a causal LM (``.gguf`` file or
+            ``*ForCausalLM`` folder) for Qwen3-Embedding-style last-token embeddings; the same one as the index's.
+        instruction: with a causal-LM encoder, the task put before each query (``Instruct: {task}\nQuery: {q}``);
+            default: web-search passage retrieval.
     """
     from polyrank.shared.runs import read_beir_queries, write_run
     from polyrank.shared.store import CandidateStore
@@ -305,7 +324,7 @@ def search(store: Path, output: Path, queries: Path | None = None, query_vectors
             texts = read_beir_queries(_input_file(queries, "--queries"))
         if not texts:
             raise PolyrankError(f"--queries {queries} holds no queries; give a BEIR queries.jsonl")
-        qids, matrix = list(texts), _encoder(encoder, 64).encode(list(texts.values()))
+        qids, matrix = list(texts), _encode(encoder, 64, list(texts.values()), "queries", instruction)
     else:
         if query_ids is None:
             raise PolyrankError("--query_vectors needs --query_ids: one query id per line, in row order")

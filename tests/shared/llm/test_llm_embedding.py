@@ -49,3 +49,31 @@ def test_is_causal_lm_tells_llm_folders_from_sentence_encoders(lm, tmp_path):
     assert is_causal_lm(tmp_path / "llm") and not is_causal_lm(minilm_path()) and not is_causal_lm(None)
     (tmp_path / "x.gguf").write_bytes(b"GGUF")
     assert is_causal_lm(tmp_path / "x.gguf") and not is_causal_lm(tmp_path / "missing")
+
+
+def test_cli_index_and_search_with_a_causal_lm_encoder(lm, tmp_path):
+    """`polyrank index/search --encoder <causal-LM folder>`: documents plain, queries instructed, same vectors."""
+    import json
+
+    from polyrank.shared.cli import main
+    from polyrank.shared.llm.loading import load_causal_lm
+    from polyrank.shared.runs import read_run
+    from polyrank.shared.store import CandidateStore
+
+    lm.save(tmp_path / "lm")
+    docs = {"d1": "water boils", "d2": "boils", "d3": "water"}
+    (tmp_path / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": d, "title": "", "text": t})
+                                                     for d, t in docs.items()))
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "water boils"}))
+    assert main(["index", str(tmp_path / "store"), "--corpus", str(tmp_path / "corpus.jsonl"),
+                 "--encoder", str(tmp_path / "lm")]) == 0
+    assert main(["search", str(tmp_path / "store"), str(tmp_path / "run.trec"), "--queries",
+                 str(tmp_path / "queries.jsonl"), "--encoder", str(tmp_path / "lm"), "--k", "3",
+                 "--instruction", "find facts"]) == 0
+    embedder = LLMEmbedder(load_causal_lm(tmp_path / "lm", device="cpu"), task="find facts")
+    d = embedder.encode_documents(list(docs.values()))
+    q = embedder.encode_queries(["water boils"])[0]
+    store = CandidateStore.load(tmp_path / "store")
+    assert len(store) == 3
+    run = read_run(tmp_path / "run.trec")["q1"]
+    np.testing.assert_allclose([run[i] for i in docs], d @ q, atol=1e-4)
