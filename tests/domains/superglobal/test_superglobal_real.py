@@ -156,8 +156,16 @@ def test_batched_reranker_matches_the_per_query_oracle_on_real_descriptors(paris
     for k in (3, 10):
         fast, fast_scores = rerank_topm(desc, desc, first, k=k, device="cpu")
         slow, slow_scores = rerank_loop(desc, desc, first, k=k)
-        assert np.array_equal(fast, slow)
-        assert np.allclose(fast_scores, slow_scores, atol=1e-5)
+        m = fast_scores.shape[1]
+        # the same score for every item (order compared up to float near-ties, which BLAS threading can flip)
+        for row in range(len(desc)):
+            fast_of = dict(zip(fast[row, :m].tolist(), fast_scores[row].tolist()))
+            slow_of = dict(zip(slow[row, :m].tolist(), slow_scores[row].tolist()))
+            assert fast_of.keys() == slow_of.keys()
+            np.testing.assert_allclose([fast_of[i] for i in slow_of], list(slow_of.values()), atol=1e-5)
+            assert np.all(np.diff(fast_scores[row]) <= 1e-5)  # best first
+        near_tie_free = np.mean([np.array_equal(f, s) for f, s in zip(fast, slow)])
+        assert near_tie_free > 0.9, near_tie_free
 
 
 def test_k_counts_the_item_itself_like_the_reference(paris_subset_descriptors):
