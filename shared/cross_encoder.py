@@ -193,7 +193,8 @@ def fit_cross_encoder(triples: Sequence[tuple[str, Any, int]], root: str | Path,
                       trainer_args: dict[str, Any] | None = None) -> CrossEncoderModule:
     """Train a :class:`CrossEncoderModule` on ``(query, document, label)`` triples through ``build_trainer``.
 
-    The loader shuffles with its own generator seeded from ``seed``; global RNG state is left as it was.
+    The loader shuffles with its own generator seeded from ``seed`` and training (dropout) runs on a forked torch
+    RNG seeded from ``seed``, so the same call gives the same weights; global RNG state is left as it was.
     """
     from torch.utils.data import DataLoader
 
@@ -208,7 +209,9 @@ def fit_cross_encoder(triples: Sequence[tuple[str, Any, int]], root: str | Path,
     args = dict(max_epochs=epochs, progress_bar="none", loggers=False, enable_checkpointing=False, seed=None,
                 accelerator="cpu")
     args.update(trainer_args or {})
-    with torch.random.fork_rng(devices=[]):
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)                  # dropout: otherwise it follows the caller's RNG state
         build_trainer(default_root_dir=root, **args).fit(module, train_dataloaders=loader)
     module.eval()
     return module

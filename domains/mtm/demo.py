@@ -26,12 +26,16 @@ MEASURES = ("MRR", "MAP@5", "HIT@5")
 def run_demo(ctx: DemoContext) -> ReportSection:
     """Train ROT -> PMB -> MTM on a small split and report BM25 vs MTM (MRR, MAP@5, HIT@5) and one example.
 
-    Uses at most ``SETTINGS["threads"]`` torch threads while it runs and restores the caller's count after.
+    Uses at most ``SETTINGS["threads"]`` torch threads while it runs and restores the caller's count and the
+    Python/NumPy/torch RNG states after.
     """
+    from polyrank.domains.mtm.encoding import global_rng_untouched
+
     threads = torch.get_num_threads()
     torch.set_num_threads(min(SETTINGS["threads"], threads))
     try:
-        return _run(ctx)
+        with global_rng_untouched():      # first imports and nested trainers may draw from the global RNGs
+            return _run(ctx)
     finally:
         torch.set_num_threads(threads)
 

@@ -7,6 +7,7 @@
   claims), so an article that scores high for every claim ("hub") no longer wins by default.
 - :func:`prior_stats`: per run, the share of claims whose top-1 is an article that was a training positive,
   and the largest share of claims sharing one top-1 article (hub concentration).
+- :func:`choose_on_validation`: the pipeline choice, made on validation claims only (test claims never choose).
 - :func:`random_order_mrr`: the exact expected MRR of a uniformly random order of the top ``depth``,
   averaged over *all* judged claims (claims with no relevant article in the top ``depth`` count 0).
 """
@@ -147,3 +148,20 @@ def random_order_mrr(run: Run, qrels: Qrels, depth: int = 10) -> tuple[float, fl
         if r:
             hits.append(values[-1])
     return float(np.mean(values)) if values else 0.0, float(np.mean(hits)) if hits else 0.0
+
+
+def choose_on_validation(runs: Mapping[str, Run], val_qrels: Qrels, measure: str = "MRR"
+                         ) -> tuple[str, dict[str, float]]:
+    """``(chosen label, {label: validation score})``: the run with the best mean ``measure`` over the claims of
+    ``val_qrels`` only (each run is cut to those claims first, so test claims in a run cannot sway the choice;
+    a claim absent from a run counts 0). Ties go to the earliest label (list the simplest pipeline first)."""
+    from polyrank.shared.evaluation import evaluate
+
+    if not runs or not val_qrels:
+        raise ValueError("choose_on_validation needs at least one run and one validation claim")
+    scores = {}
+    for label, run in runs.items():
+        cut = {q: run[q] for q in val_qrels if run.get(q)}
+        scores[label] = float(evaluate(cut, val_qrels, [measure]).mean[measure]) if cut else 0.0
+    order = list(scores)
+    return max(order, key=lambda lbl: (scores[lbl], -order.index(lbl))), scores

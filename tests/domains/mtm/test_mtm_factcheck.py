@@ -190,7 +190,9 @@ def test_gpu_recipe_config_names_real_arguments():
     for section, target in (("model", MTMModule), ("data", MTMDataModule)):
         assert set(cfg[section]["init_args"]) <= set(inspect.signature(target.__init__).parameters), section
     assert set(cfg["trainer"]) <= set(inspect.signature(build_trainer).parameters)
-    assert cfg["trainer"]["max_steps"] >= 250_000 and cfg["trainer"]["precision"] == "bf16-mixed"
+    # "auto" is bf16-mixed on a bf16-capable CUDA device (shared/trainer.py); the old assertion wanted the literal
+    # "bf16-mixed" and failed on the committed recipe
+    assert cfg["trainer"]["max_steps"] >= 250_000 and cfg["trainer"]["precision"] in ("auto", "bf16-mixed")
     assert cfg["model"]["init_args"]["head"] == "reference" and cfg["model"]["init_args"]["readout"] == "class1"
 
 
@@ -213,3 +215,90 @@ def test_head_and_readout_survive_save_and_load(tmp_path):
     assert load(str(tmp_path / "m"), device="cpu", readout="class1").model.readout == "class1"
     with pytest.raises(PolyrankError, match="fixed by the trained checkpoint"):
         load(str(tmp_path / "m"), device="cpu", head="reference")
+
+
+def _val_better_test_worse():
+    """Run "A" wins on the validation claims (v*), run "B" on the test claims (t*)."""
+    a = {"v1": {"x": 2.0, "y": 1.0}, "v2": {"x": 2.0, "y": 1.0}, "t1": {"x": 2.0, "y": 1.0}}
+    b = {"v1": {"y": 2.0, "x": 1.0}, "v2": {"y": 2.0, "x": 1.0}, "t1": {"y": 2.0, "x": 1.0}}
+    val_qrels, test_qrels = {"v1": {"x": 1}, "v2": {"x": 1}}, {"t1": {"y": 1}}
+    return {"A": a, "B": b}, val_qrels, test_qrels
+
+
+def test_choose_on_validation_picks_by_val_not_test():
+    # guards: the defect in method of issue 13: the recommended pipeline was picked on the TEST tables
+    from polyrank.domains.mtm.pipeline import choose_on_validation
+
+    runs, val_qrels, test_qrels = _val_better_test_worse()
+    chosen, scores = choose_on_validation(runs, val_qrels)
+    assert chosen == "A" and scores == pytest.approx({"A": 1.0, "B": 0.5})
+    assert choose_on_validation(runs, test_qrels)[0] == "B"                  # the hand case does discriminate
+    tie = {"simple": runs["A"], "complex": dict(runs["A"])}
+    assert choose_on_validation(tie, val_qrels)[0] == "simple"               # ties go to the earlier (simpler) row
+    missing = {"A": {"v1": runs["A"]["v1"]}, "B": runs["B"]}                 # A lacks v2: it counts 0 there
+    assert choose_on_validation(missing, val_qrels)[1] == pytest.approx({"A": 0.5, "B": 0.5})
+
+
+def test_demo_reranker_choice_is_made_on_validation_claims(tmp_path):
+    # guards: the demo's reranker table choosing (or marking as chosen) the reranker that wins on TEST claims
+    from polyrank.domains.mtm import factcheck_demo as fd
+    from polyrank.domains.mtm.pipeline import CosineReranker, EmbeddingCache
+    from polyrank.shared.demo import DemoContext
+
+    class Fixed:
+        dim = 2
+        vecs = {"claim v": [1.0, 0.0], "claim t": [1.0, 0.0], "article x": [0.0, 1.0], "article y": [1.0, 0.0]}
+
+        def encode(self, texts):
+            return np.array([self.vecs[t] for t in texts], np.float32)
+
+    data = type("D", (), {"articles": {"x": ["article x"], "y": ["article y"]},
+                          "qrels": {"v1": {"x": 1}, "v2": {"x": 1}, "t1": {"y": 1}, "t2": {"y": 1}, "r1": {"x": 1}}})()
+    first = {q: {"x": 2.0, "y": 1.0} for q in ("v1", "v2", "t1", "t2")}       # first stage: x above y
+    env = dict(ctx=DemoContext(out_dir=tmp_path, data_dir=None, seed=0, device="cpu"), data=data,
+               texts={"raw+ocr": {"v1": "claim v", "v2": "claim v", "t1": "claim t", "t2": "claim t"}}, out=tmp_path)
+    parts = {"train": ["r1"], "val": ["v1", "v2"], "test": ["t1", "t2"]}
+    res = fd._rerankers(env, "article", parts, first, "first", CosineReranker(EmbeddingCache(Fixed())),
+                        first, first, [], [])
+    # on v* the first stage is right (x) and cosine wrong (prefers y); on t* the reverse: val must choose
+    assert res["chosen"] == fd.NONE and res["val"] == 1.0 and res["test"] == 0.5
+    assert res["n_test"] == 2 and res["base"] == 0.5 and res["p_base"] == "-"   # summary figures: its test claims
+    rows = res["tables"][0].rows
+    marked = [r[0] for r in rows if "chosen on val" in str(r[0])]
+    assert marked == [fd.NONE + "  <- chosen on val"]
+    cosine_row = next(r for r in rows if str(r[0]).startswith("MiniLM cosine (zero"))
+    assert cosine_row[1] == 1.0 and cosine_row[5] == 0.5                    # test MRR 1.0, val MRR 0.5
+
+
+def test_learning_curve_records_epoch_zero_and_restores_train_mode(tmp_path):
+    # guards: a curve without the before-training point (a model that learns nothing then looks like one that
+    # learned in epoch 1) and a validation hook that leaves the model in eval mode (dropout off while training)
+    from polyrank.domains.mtm.curves import LearningCurve, plot_curves
+    from polyrank.shared.trainer import build_trainer
+
+    class Toy(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.modes = torch.nn.Linear(1, 1), []
+
+        def training_step(self, batch, i):
+            self.modes.append(self.training)
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.lin(x), y)
+            self.log("train/loss", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x = torch.linspace(-1, 1, 32)[:, None]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, 3 * x), batch_size=8)
+    seen = []
+    toy = Toy()
+    curve = LearningCurve(lambda m: seen.append(m.training) or {"w": float(m.lin.weight)})
+    build_trainer(default_root_dir=tmp_path, max_epochs=3, progress_bar="none", loggers=False,
+                  enable_checkpointing=False, callbacks=[curve], limit_val_batches=0).fit(toy, loader)
+    assert len(curve.val["w"]) == 4 and len(curve.loss) == 3                 # epoch 0 + one per epoch
+    assert curve.val["w"][-1] > curve.val["w"][0] and curve.loss[-1] < curve.loss[0]
+    assert seen == [False] * 4 and all(toy.modes)                            # eval to validate, train to train
+    assert plot_curves({"toy": curve}, tmp_path / "c.png", {"ref": 1.0}).is_file()
