@@ -118,11 +118,43 @@ def time_train_step(steps: int = 10) -> dict:
     return out
 
 
+def time_mtm_epoch(timeout_s: int = 420) -> dict:
+    """Wall time of one epoch of ``configs/mtm/gpu_politifact.yaml`` (its 10 ROT epochs, PMB init and one
+    validation included) and the projection to the recipe's 250k steps; skipped without Politifact."""
+    import tempfile
+
+    from polyrank.shared.checkpoints import read_lightning_checkpoint
+    from polyrank.shared.reproduce import data_dir
+
+    folder = (data_dir() or Path("/missing")) / "factcheck" / "politifact"
+    if not folder.is_dir():
+        return {"skipped": f"Politifact not found at {folder}"}
+    with tempfile.TemporaryDirectory() as root:
+        command = [str(Path(sys.executable).with_name("polyrank")), "fit", "--config",
+                   str(ROOT / "configs/mtm/gpu_politifact.yaml"), f"--data.path={folder}", "--trainer.max_steps=-1",
+                   "--trainer.max_epochs=1", "--trainer.val_check_interval=1.0",
+                   "--trainer.check_val_every_n_epoch=1", f"--trainer.default_root_dir={root}"]
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        except subprocess.TimeoutExpired:
+            return {"timed_out_s": timeout_s}
+        wall = time.perf_counter() - start
+        if proc.returncode:
+            return {"rc": proc.returncode, "output_tail": (proc.stdout + proc.stderr)[-2000:]}
+        steps = read_lightning_checkpoint(Path(root) / "checkpoints" / "last.ckpt").global_step or 1
+        return {"epoch_wall_s": round(wall, 1), "steps": steps, "s_per_step_incl_rot": wall / steps,
+                "projected_250k_steps_h": 250_000 * wall / steps / 3600}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/gpu_check.json")
     parser.add_argument("--pytest-timeout", type=int, default=300)
     parser.add_argument("--tests", nargs="+", default=["tests"], help="where pytest looks for gpu tests")
+    parser.add_argument("--mtm-epoch", action="store_true",
+                        help="also time one epoch of configs/mtm/gpu_politifact.yaml (needs Politifact; minutes)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CUDA device: {results['device']}; running pytest -m gpu ...", flush=True)
     results["pytest"] = run_gpu_tests(args.pytest_timeout, out.with_suffix(".junit.xml"), args.tests)
     print(f"pytest -m gpu: rc={results['pytest']['rc']} in {results['pytest']['duration_s']}s", flush=True)
-    for name, fn in (("store_search", time_store), ("train_step", time_train_step)):
+    timings = [("store_search", time_store), ("train_step", time_train_step)]
+    if args.mtm_epoch:
+        timings.append(("mtm_epoch", time_mtm_epoch))
+    for name, fn in timings:
         try:
             results[name] = fn()
         except Exception as err:  # a timing failure must not hide the test results already gathered
