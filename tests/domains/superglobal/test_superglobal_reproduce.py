@@ -66,6 +66,8 @@ def test_demo_falls_back_to_the_embedded_photos(tmp_path):
     section = run_demo(DemoContext(tmp_path, None, 0, "cpu"))
     assert "embedded" in section.notes[0] and Path(section.figures[0].path).is_file()
     assert all(r[5] == "n/a" for r in section.tables[0].rows)  # no Paris6k queries without landmarks_paris
+    # the independent figures belong to the 331 shared photos: no comparison on another set
+    assert not any(note.startswith("Comparison with the independent") for note in section.notes)
 
 
 @pytest.mark.slow
