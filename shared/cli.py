@@ -247,9 +247,7 @@ def index(output: Path, corpus: Path | None = None, vectors: Path | None = None,
     _positive(batch_size, "--batch_size")
     output = Path(output)
     _writable_parent(output, "output")
-    check_replaceable = getattr(atomic, "check_replaceable", None)  # fail before encoding, as save() would
-    if check_replaceable is not None:
-        check_replaceable(output, marker="manifest.json", overwrite=overwrite)
+    atomic.check_replaceable(output, marker="manifest.json", overwrite=overwrite)  # fail before encoding
     if corpus is not None:
         if ids is not None:
             raise PolyrankError("--ids goes with --vectors; a corpus brings its own ids (the _id field)")

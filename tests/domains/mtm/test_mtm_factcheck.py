@@ -100,25 +100,13 @@ class _Losses(L.Callback):
 
 
 def _fit_losses(tmp_path, **options):
-    from polyrank.domains.mtm.datamodule import MTMDataModule
     from polyrank.domains.mtm.module import MTMModule
-    from polyrank.domains.mtm.synthetic import synthetic_factcheck
     from polyrank.shared.trainer import build_trainer
 
-    class Separable(MTMDataModule):
-        """Every relevant article carries a marker sentence that no candidate negative has (learnable pairs)."""
 
-        def load(self):
-            data = synthetic_factcheck(40, 16, seed=0)
-            for did in sorted({d for rel in data.qrels.values() for d in rel}):
-                data.articles[did] = data.articles[did] + ["hoax debunked fake hoax"]
-            pool = [f"n{i}" for i in range(10)]
-            for i, did in enumerate(pool):
-                data.articles[did] = [f"the {w} report was published" for w in ("city", "farm", "river")[: 1 + i % 3]]
-            data.candidates = {q: sorted([*data.qrels[q], *pool[:7]]) for q in data.claims}
-            return data
+    from mtm_separable import SeparableData
 
-    dm = Separable(source="synthetic", backbone="tiny", batch_size=16, balanced_sampling=True)  # prior loss: ln 2
+    dm = SeparableData(source="synthetic", backbone="tiny", batch_size=16, balanced_sampling=True)  # prior loss: ln 2
     module = MTMModule(backbone="tiny", n_key_sentences=3, n_patterns=4, rot_epochs=2, rot_batch_size=64, lr=1e-3,
                        memory_update_pass="none", **options)
     probe = _Losses()

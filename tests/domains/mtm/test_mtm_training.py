@@ -10,13 +10,13 @@ import torch
 from polyrank.domains.mtm import rank
 from polyrank.domains.mtm.datamodule import MTMDataModule
 from polyrank.domains.mtm.module import MTMModule
-from polyrank.domains.mtm.synthetic import synthetic_factcheck
 from polyrank.domains.mtm.train import compare_bm25_mtm
 from polyrank.shared.errors import PolyrankError
 from polyrank.shared.evaluation import evaluate
 from polyrank.shared.protocol import as_candidates, rerank_run
 from polyrank.shared.registry import list_rerankers, load
 from polyrank.shared.trainer import build_trainer
+from mtm_separable import SeparableData
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -42,25 +42,13 @@ class _Probe(L.Callback):
         self.memories.append(module.model.memory.clone())
 
 
-class _SeparableData(MTMDataModule):
-    """Tiny separable set: every relevant article carries a marker sentence no candidate negative has."""
-
-    def load(self):
-        data = synthetic_factcheck(40, 16, seed=0)
-        for did in sorted({d for rel in data.qrels.values() for d in rel}):
-            data.articles[did] = data.articles[did] + ["hoax debunked fake hoax"]
-        pool = [f"n{i}" for i in range(10)]
-        for i, did in enumerate(pool):
-            data.articles[did] = [f"the {w} report was published" for w in ("city", "farm", "river")[: 1 + i % 3]]
-        data.candidates = {q: sorted([*data.qrels[q], *pool[:7]]) for q in data.claims}
-        return data
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("mtm")
-    dm = _SeparableData(source="synthetic", backbone="tiny", batch_size=16)
+    dm = SeparableData(source="synthetic", backbone="tiny", batch_size=16)
     module = MTMModule(backbone="tiny", n_key_sentences=3, n_patterns=4, lr=2e-3, rot_epochs=2, rot_batch_size=64,
                        dropout=0.1, memory_update_pass="eval")
     probe = _Probe()
