@@ -41,6 +41,7 @@ and ``k > 2048`` search on CPU.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -64,7 +65,11 @@ DEFAULT_EF_SEARCH = 128
 
 
 class ReadWriteLock:
-    """Many readers or one writer; a waiting writer holds back new readers, so writers never starve.
+    """Many readers or one writer, phase-fair so that neither side starves.
+
+    A waiting writer holds back readers that arrive after it; when a writer releases, every reader that was
+    waiting for it enters before the next writer does. Under a steady stream of edits, searches and saves thus
+    alternate with edits instead of waiting for a gap that never comes (and the other way round).
 
     Reentrant: the writing thread may write or read again, a reading thread may read again (without waiting,
     so a queued writer cannot deadlock it). A reader asking to write raises instead of deadlocking.
@@ -75,6 +80,8 @@ class ReadWriteLock:
         self._readers = 0  # read holds of all threads (nested reads count once)
         self._writer: int | None = None  # ident of the writing thread
         self._waiting_writers = 0
+        self._writes_done = 0  # completed write holds: a waiting reader enters once one more has completed
+        self._waiting_readers: collections.Counter[int] = collections.Counter()  # arrival phase -> readers
         self._local = threading.local()
 
     @contextlib.contextmanager
@@ -87,8 +94,16 @@ class ReadWriteLock:
                 self._local.reads -= 1
             return
         with self._cond:
-            while self._writer is not None or self._waiting_writers:
-                self._cond.wait()
+            if self._writer is not None or self._waiting_writers:
+                phase = self._writes_done
+                self._waiting_readers[phase] += 1
+                try:
+                    while self._writer is not None or (self._waiting_writers and self._writes_done == phase):
+                        self._cond.wait()
+                finally:
+                    self._waiting_readers[phase] -= 1
+                    if not self._waiting_readers[phase]:
+                        del self._waiting_readers[phase]
             self._readers += 1
         self._local.reads = 1
         try:
@@ -111,7 +126,7 @@ class ReadWriteLock:
         with self._cond:
             self._waiting_writers += 1
             try:
-                while self._writer is not None or self._readers:
+                while self._writer is not None or self._readers or self._readers_due():
                     self._cond.wait()
             finally:
                 self._waiting_writers -= 1
@@ -121,7 +136,12 @@ class ReadWriteLock:
         finally:
             with self._cond:
                 self._writer = None
+                self._writes_done += 1
                 self._cond.notify_all()
+
+    def _readers_due(self) -> bool:
+        """Some waiting reader has seen a write complete since it arrived: it enters before the next writer."""
+        return any(phase < self._writes_done for phase in self._waiting_readers)
 
 
 class CandidateStore:

@@ -50,7 +50,11 @@ def check_copy(path, queries: np.ndarray) -> None:
     np.testing.assert_allclose(scores, np.take_along_axis(queries @ expected.T, oracle, 1), rtol=1e-5, atol=1e-5)
 
 
-def hammer(tmp_path, factory: str, seconds: float, device: str = "cpu") -> dict[str, int]:
+def enough(counts: dict[str, int]) -> bool:
+    return counts["saves"] >= 3 and counts["searches"] >= 20 and counts["upserts"] >= 20 and counts["churn"] >= 20
+
+
+def hammer(tmp_path, factory: str, seconds: float, device: str = "cpu", patience: float = 60.0) -> dict[str, int]:
     store = CandidateStore(DIM, factory, device=device)
     version = itertools.count(1)
     store.add(list(range(N_STABLE)), vectors(range(N_STABLE), [0] * N_STABLE), metadata=[{"v": 0}] * N_STABLE)
@@ -100,7 +104,13 @@ def hammer(tmp_path, factory: str, seconds: float, device: str = "cpu") -> dict[
     workers = [upserter, churner, searcher, searcher, saver]
     with ThreadPoolExecutor(len(workers)) as pool:
         futures = [pool.submit(work, seed) for seed, work in enumerate(workers)]
-        time.sleep(seconds)
+        # Run at least `seconds`, then until every kind of work has progressed (bounded by `patience`): a lock that
+        # starves readers or writers leaves its count short and fails below instead of depending on machine load.
+        start = time.monotonic()
+        while time.monotonic() - start < patience and (
+            time.monotonic() - start < seconds or not enough(counts)
+        ) and not any(f.done() for f in futures):
+            time.sleep(0.05)
         stop.set()
         for future in futures:
             future.result()  # re-raises the first failed assertion or crash of each worker
@@ -109,7 +119,7 @@ def hammer(tmp_path, factory: str, seconds: float, device: str = "cpu") -> dict[
         check_copy(path, queries)
     store.save(tmp_path / "final")
     check_copy(tmp_path / "final", queries)
-    assert counts["saves"] >= 3 and counts["searches"] >= 20 and counts["upserts"] >= 20, counts
+    assert enough(counts), f"some work starved in {patience:.0f} s: {counts}"
     return counts
 
 
@@ -130,3 +140,33 @@ def test_long_concurrent_hammering(tmp_path, factory):
 def test_gpu_searches_stay_consistent_while_other_threads_edit(tmp_path):
     """GPU searches are serialised and refresh the GPU copy lazily: they must still see whole edits only."""
     print(hammer(tmp_path, "Flat", seconds=3.0, device="cuda"))
+
+
+def test_the_lock_lets_readers_in_between_writers_that_never_pause():
+    """Two writers that retake the lock at once must not starve a reader (a writer-preferring lock does: the
+    reader waits for a moment with no writer waiting, which never comes), nor the reader a writer."""
+    from polyrank.shared.store.candidate_store import ReadWriteLock
+
+    lock, stop, counts = ReadWriteLock(), threading.Event(), {"reads": 0, "writes": 0}
+
+    def writer() -> None:
+        while not stop.is_set():
+            with lock.write():
+                time.sleep(0.001)
+                counts["writes"] += 1
+
+    def reader() -> None:
+        while not stop.is_set():
+            with lock.read():
+                time.sleep(0.001)
+                counts["reads"] += 1
+
+    threads = [threading.Thread(target=work) for work in (writer, writer, reader, reader)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    # Phase-fair: each write is followed by a read phase, so reads come near one per write and vice versa.
+    assert counts["reads"] >= counts["writes"] // 4 and counts["writes"] >= 50, counts
