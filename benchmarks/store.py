@@ -9,8 +9,15 @@ with more threads.
    the raw FAISS index underneath it (same object, same search parameters); target <= 5%.
 2. speed-up: IVF and HNSW against exact Flat, sweeping ``nprobe`` / ``efSearch``; the fastest setting
    with recall@10 >= 0.95 against the Flat oracle is reported.
+3. Milvus column (when pymilvus and milvus-lite are installed; ``--no-milvus`` skips it): ``MilvusCandidateStore
+   .search(xq, 10)`` against the raw ``MilvusClient.search`` call it makes (same collection, same parameters) on an
+   embedded milvus-lite file holding the first ``--milvus_n`` vectors; wall time (the server is another thread
+   pool), median of interleaved pairs; the raw side reads each row's ids and distances. The overhead is the
+   store's input checks and the conversion of Milvus's hit lists to ``(scores, ids)`` arrays, not Milvus vs FAISS
+   (``benchmarks/scale.py`` compares those).
 
-Usage: ``python benchmarks/store.py [--n 200000] [--dim 64] [--queries 1000] [--threads 1] [--json out.json]``
+Usage: ``python benchmarks/store.py [--n 200000] [--dim 64] [--queries 1000] [--threads 1] [--no-milvus]
+[--json out.json]``
 """
 
 from __future__ import annotations
@@ -78,6 +85,43 @@ def overhead(store: CandidateStore, xq: np.ndarray, rounds: int) -> dict:
             "wrapper_work_s": t_wrap, "wrapper_share": t_wrap / float(t_raw), "rounds": rounds}
 
 
+def milvus_overhead(xb: np.ndarray, ids: np.ndarray, xq: np.ndarray, rounds: int) -> dict:
+    """Median over interleaved pairs of MilvusCandidateStore.search time / raw MilvusClient.search time (wall)."""
+    import tempfile
+    from pathlib import Path
+
+    from polyrank.shared.store.milvus import MilvusCandidateStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        store = MilvusCandidateStore(xb.shape[1], "Flat", "ip", uri=str(Path(folder) / "bench.db"), collection="b")
+        store.add(ids.tolist(), xb)
+        store.save()
+        t_build = time.perf_counter() - start
+        try:
+            params = {"metric_type": "IP", "params": {}}
+
+            def raw() -> list:  # the call the store makes, and the minimum any caller does: read ids and scores
+                hits = store._client.search(collection_name="b", data=xq.tolist(), limit=10, search_params=params,
+                                            output_fields=[])
+                return [(row.ids, row.distances) for row in hits]
+
+            raw(), store.search(xq, 10)  # warm up
+            pairs = []
+            for i in range(rounds):
+                timed = {}
+                for which in (("raw", "store") if i % 2 == 0 else ("store", "raw")):
+                    start = time.perf_counter()
+                    raw() if which == "raw" else store.search(xq, 10)
+                    timed[which] = time.perf_counter() - start
+                pairs.append((timed["raw"], timed["store"]))
+        finally:
+            store.close()
+    t_raw, t_store = np.median(np.array(pairs), axis=0)
+    return {"n": len(xb), "build_s": t_build, "raw_s": float(t_raw), "store_s": float(t_store),
+            "overhead": float(np.median([b / a for a, b in pairs])) - 1, "rounds": rounds}
+
+
 def build(factory: str, xb: np.ndarray, ids: np.ndarray) -> tuple[CandidateStore, float]:
     start = time.perf_counter()
     store = CandidateStore(xb.shape[1], factory, device="cpu")
@@ -96,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--no-milvus", dest="milvus", action="store_false", help="skip the Milvus column")
+    parser.add_argument("--milvus_n", type=int, default=100_000, help="vectors in the milvus-lite collection")
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
     global CLOCK
@@ -140,6 +186,19 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {factory:<14} raw {row['raw_s'] * 1e3:8.2f} ms  store {row['store_s'] * 1e3:8.2f} ms  "
               f"overhead {row['overhead'] * 100:+5.1f}%  {verdict}  (wrapper work alone "
               f"{row['wrapper_work_s'] * 1e3:.3f} ms = {row['wrapper_share'] * 100:.2f}% of raw)")
+    if args.milvus:
+        try:
+            import milvus_lite  # noqa: F401
+            import pymilvus  # noqa: F401
+        except ImportError:
+            print("\nMilvus column skipped: pip install 'polyrank[scale]' (pymilvus, milvus-lite)")
+        else:
+            row = results["milvus"] = milvus_overhead(xb[: args.milvus_n], ids[: args.milvus_n], xq[:500],
+                                                      8 * args.repeats)
+            verdict = "OK" if row["overhead"] <= 0.05 else "ABOVE 5% TARGET"
+            print(f"\nMilvusCandidateStore.search vs raw MilvusClient.search (milvus-lite, Flat, {row['n']} vectors, "
+                  f"500 queries, k=10; built in {row['build_s']:.1f}s):\n  raw {row['raw_s'] * 1e3:8.2f} ms  store "
+                  f"{row['store_s'] * 1e3:8.2f} ms  overhead {row['overhead'] * 100:+5.1f}%  {verdict}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)

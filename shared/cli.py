@@ -43,6 +43,9 @@ def setup_logging(level: str | None = None) -> None:
     for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric", "urllib3", "PIL", "matplotlib",
                   "faiss.loader", "transformers", "bm25s", "py.warnings"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # milvus-lite's embedded gRPC server logs a traceback for each AllocTimestamp call, which it does not
+    # implement and pymilvus then replaces by a client-side timestamp: noise, not an error
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -219,13 +222,15 @@ def lightning_cli(argv: list[str], run: bool = True):
 
 
 # ----------------------------------------------------------------------------------------- plain commands
-def index(output: Path, corpus: Path | None = None, vectors: Path | None = None, ids: Path | None = None,
+def index(output: str, corpus: Path | None = None, vectors: Path | None = None, ids: Path | None = None,
           factory: str = "Flat", metric: str = "ip", encoder: str | None = None, batch_size: int = 64,
-          overwrite: bool = False) -> None:
+          overwrite: bool = False, collection: str = "polyrank", ray: str | None = None, actors: int = 2,
+          num_gpus: float = 0.0) -> None:
     """Build a candidate store from a BEIR corpus.jsonl (encoded) or from vectors.npy + ids.txt.
 
     Args:
-        output: directory to write the store to (atomically).
+        output: directory to write the FAISS store to (atomically), or a Milvus location: a milvus-lite ``*.db``
+            file or a server URI (``http://host:19530``), whose ``collection`` is (re)built.
         corpus: BEIR ``corpus.jsonl``; texts are ``title + " " + text``, encoded with ``encoder``.
         vectors: a ``.npy`` float32 matrix (n, dim) of finite values, instead of ``corpus``.
         ids: text file with one id per line (no blank lines, no whitespace inside an id, no duplicates),
@@ -236,18 +241,33 @@ def index(output: Path, corpus: Path | None = None, vectors: Path | None = None,
             LM (``.gguf`` file or ``*ForCausalLM`` folder): Qwen3-Embedding-style last-token embeddings.
         batch_size: encoding batch size.
         overwrite: replace ``output`` even when it is not a store written earlier (a file, another
-            directory): ``--overwrite true``. A previous store is always replaced.
+            directory, a Milvus collection not written by polyrank): ``--overwrite true``. A previous store is
+            always replaced.
+        collection: the Milvus collection (Milvus outputs only).
+        ray: encode the corpus on Ray actors: ``--ray`` (or ``--ray local``) starts a local cluster, ``--ray
+            auto`` / ``--ray ray://head:10001`` joins one; same vectors as the local path.
+        actors: Ray encoder actors (one model each).
+        num_gpus: GPUs per Ray actor (0: CPU actors).
     """
     from polyrank.shared import atomic
     from polyrank.shared.runs import read_beir_corpus
-    from polyrank.shared.store import CandidateStore
+    from polyrank.shared.store import backend_of, create_store
 
     if (corpus is None) == (vectors is None):
         raise PolyrankError("give exactly one of --corpus (texts to encode) or --vectors (with --ids)")
     _positive(batch_size, "--batch_size")
-    output = Path(output)
-    _writable_parent(output, "output")
-    atomic.check_replaceable(output, marker="manifest.json", overwrite=overwrite)  # fail before encoding
+    _positive(actors, "--actors")
+    milvus = backend_of(output) == "milvus"
+    if milvus:  # fail before encoding: a collection that polyrank did not write is kept unless --overwrite
+        from polyrank.shared.store.milvus import check_replaceable
+
+        if str(output).endswith(".db"):
+            _writable_parent(Path(output), "output")
+        check_replaceable(output, collection, overwrite)
+    else:
+        output = Path(output)
+        _writable_parent(output, "output")
+        atomic.check_replaceable(output, marker="manifest.json", overwrite=overwrite)
     if corpus is not None:
         if ids is not None:
             raise PolyrankError("--ids goes with --vectors; a corpus brings its own ids (the _id field)")
@@ -257,17 +277,31 @@ def index(output: Path, corpus: Path | None = None, vectors: Path | None = None,
             raise PolyrankError(f"--corpus {corpus} holds no documents; give a BEIR corpus.jsonl")
         doc_ids = list(docs)
         texts = [f"{d['title']} {d['text']}".strip() for d in docs.values()]
-        matrix = _encode(encoder, batch_size, texts, side="documents")
+        if ray is not None:
+            from polyrank.shared.scale.ray_encode import encode_with_ray
+
+            matrix = encode_with_ray(texts, encoder, batch_size, side="documents", address=ray, actors=actors,
+                                     num_gpus=num_gpus, progress=sys.stderr.isatty())
+        else:
+            matrix = _encode(encoder, batch_size, texts, side="documents")
     else:
+        if ray is not None:
+            raise PolyrankError("--ray encodes a --corpus; --vectors are already encoded")
         if ids is None:
             raise PolyrankError("--vectors needs --ids: a text file with one id per line, in row order")
         matrix = load_vectors(vectors, "--vectors")
         doc_ids = read_ids(ids, "--ids", len(matrix), vectors)
-    store = CandidateStore(matrix.shape[1], factory=factory, metric=metric)
-    if not store.is_trained:
-        store.train(matrix)
-    store.add(doc_ids, matrix)
-    store.save(output, overwrite=overwrite)
+    if milvus:
+        store = create_store(matrix.shape[1], factory, metric, location=output, collection=collection, overwrite=True)
+        store.add(doc_ids, matrix)
+        store.save()
+        store.close()
+    else:
+        store = create_store(matrix.shape[1], factory, metric)
+        if not store.is_trained:
+            store.train(matrix)
+        store.add(doc_ids, matrix)
+        store.save(output, overwrite=overwrite)
     logger.info("indexed %d items (dim %d, %s) into %s", len(doc_ids), matrix.shape[1], factory, output)
 
 
@@ -290,13 +324,14 @@ def _encode(path: str | None, batch_size: int, texts: list[str], side: Literal["
     return SentenceEncoder(path, batch_size=batch_size).encode(texts)
 
 
-def search(store: Path, output: Path, queries: Path | None = None, query_vectors: Path | None = None,
+def search(store: str, output: Path, queries: Path | None = None, query_vectors: Path | None = None,
            query_ids: Path | None = None, k: int = 100, encoder: str | None = None,
-           instruction: str | None = None) -> None:
+           instruction: str | None = None, collection: str = "polyrank") -> None:
     """Search a candidate store and write a TREC run.
 
     Args:
-        store: directory written by ``polyrank index``.
+        store: directory written by ``polyrank index``, or its Milvus ``*.db`` file / server URI.
+        collection: the Milvus collection (Milvus stores only).
         output: TREC run file to write.
         queries: BEIR ``queries.jsonl`` (encoded with ``encoder``, which must match the index's).
         query_vectors: a ``.npy`` (n, dim) matrix of finite values instead of ``queries``.
@@ -308,13 +343,13 @@ def search(store: Path, output: Path, queries: Path | None = None, query_vectors
             default: web-search passage retrieval.
     """
     from polyrank.shared.runs import read_beir_queries, write_run
-    from polyrank.shared.store import CandidateStore
+    from polyrank.shared.store import open_store
 
     if (queries is None) == (query_vectors is None):
         raise PolyrankError("give exactly one of --queries (texts to encode) or --query_vectors (with --query_ids)")
     _positive(k, "--k")
     _output_file(output)
-    index_store = CandidateStore.load(store)
+    index_store = open_store(store, collection=collection)
     if queries is not None:
         if query_ids is not None:
             raise PolyrankError("--query_ids goes with --query_vectors; a queries.jsonl brings its own ids (_id)")
@@ -335,7 +370,8 @@ def search(store: Path, output: Path, queries: Path | None = None, query_vectors
 
 def rerank(reranker: str, run: Path, queries: Path, corpus: Path, output: Path, depth: int = 100,
            batch_size: int = 16, checkpoint: str | None = None, model: str | None = None,
-           device: str | None = None, overrides: dict[str, Any] | None = None) -> None:
+           device: str | None = None, overrides: dict[str, Any] | None = None, ray: str | None = None,
+           actors: int = 2, num_gpus: float = 0.0, progress: bool | None = None) -> None:
     """Rerank the top ``depth`` of a first-stage TREC run with a registered (or saved) reranker.
 
     Args:
@@ -352,6 +388,12 @@ def rerank(reranker: str, run: Path, queries: Path, corpus: Path, output: Path, 
         output: TREC run file to write.
         depth: how many first-stage candidates per query to rerank; the rest keep their order below.
         batch_size: queries scored per call of the reranker.
+        ray: score the query batches on Ray actors, each rebuilding the reranker from its name/directory and
+            ``--checkpoint`` (paths the workers can read): ``--ray`` (or ``--ray local``) starts a local cluster,
+            ``--ray auto`` / ``--ray ray://head:10001`` joins one. Same run as without it.
+        actors: Ray actors (one model each).
+        num_gpus: GPUs per Ray actor (0: CPU actors; 0.5 puts two actors on a GPU).
+        progress: progress bar on stderr (default: when stderr is a terminal).
     """
     from polyrank.shared.protocol import rerank_run
     from polyrank.shared.registry import load
@@ -370,8 +412,17 @@ def rerank(reranker: str, run: Path, queries: Path, corpus: Path, output: Path, 
     options = dict(overrides or {})
     if model is not None:
         options["model"] = model
-    built = load(reranker, checkpoint=checkpoint, device=device, **options)
-    reranked = rerank_run(first_stage, built, texts, contents, depth, batch_size)
+    _positive(actors, "--actors")
+    if ray is not None:
+        from polyrank.shared.scale import RerankerSpec
+
+        spec = RerankerSpec(reranker, checkpoint=str(checkpoint) if checkpoint else None, device=device,
+                            overrides=options)
+        reranked = rerank_run(first_stage, spec, texts, contents, depth, batch_size, ray=ray, actors=actors,
+                              num_gpus=num_gpus, progress=progress)
+    else:
+        built = load(reranker, checkpoint=checkpoint, device=device, **options)
+        reranked = rerank_run(first_stage, built, texts, contents, depth, batch_size, progress=progress)
     write_run(reranked, output, tag=f"polyrank-{reranker}")
 
 
@@ -534,6 +585,15 @@ def _check_training_configs(argv: list[str]) -> None:
                 Path(value).read_text(encoding="utf-8")
 
 
+def _bare_ray(argv: list[str]) -> list[str]:
+    """``--ray`` with no address (last, or followed by another option) means ``--ray local``."""
+    out = list(argv)
+    for position in range(len(out) - 1, -1, -1):
+        if out[position] == "--ray" and (position + 1 == len(out) or out[position + 1].startswith("--")):
+            out.insert(position + 1, "local")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``polyrank`` command; returns the exit status (2 on a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -551,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from jsonargparse import CLI
 
-        CLI(COMMANDS, args=argv)
+        CLI(COMMANDS, args=_bare_ray(argv))
         return 0
     except _USER_ERRORS as exc:
         if debug:

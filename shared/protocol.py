@@ -10,8 +10,9 @@ Runs and qrels use the pytrec_eval shape: ``{query_id: {doc_id: score}}``.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,27 +174,97 @@ def _top_candidates(first_stage: Mapping[str, float], depth: int, corpus: Mappin
     return candidates, tail
 
 
-def rerank_run(run: Run, reranker: Reranker, queries: Mapping[str, Any], corpus: Mapping[str, Any] | Callable,
-               depth: int = 100, batch_size: int = 16) -> Run:
+def rerank_run(run: Run, reranker: Reranker | str | Any, queries: Mapping[str, Any],
+               corpus: Mapping[str, Any] | Callable, depth: int = 100, batch_size: int = 16, *,
+               ray: str | None = None, actors: int = 2, num_gpus: float = 0.0,
+               progress: bool | None = None) -> Run:
     """Rerank the top ``depth`` documents of each query of a first-stage run; the tail keeps its order.
 
     The reranked head keeps the reranker's scores; the tail is placed below the head's minimum so that
-    any evaluator sees head-then-tail.
+    any evaluator sees head-then-tail. Queries are scored ``batch_size`` at a time (sorted query ids) through
+    ``reranker.score_batch``.
+
+    Args:
+        reranker: a built :class:`Reranker`; or (and, for ``ray``, only) a registry name, a directory written by a
+            reranker's ``save`` or a :class:`polyrank.shared.scale.RerankerSpec`, which is built here or in
+            each Ray actor.
+        ray: None scores in this process; ``"local"`` starts a local Ray cluster, any other value is a cluster
+            address (``"auto"``, ``"ray://head:10001"``); an already initialised Ray session is used as is. The
+            query batches go through ``Dataset.map_batches`` over an actor pool
+            (:mod:`polyrank.shared.scale.ray_rerank`): same batches, so the same run as in-process.
+        actors: Ray actors (one model each).
+        num_gpus: GPUs per Ray actor (0: CPU actors).
+        progress: a progress bar on stderr (Rich in-process, Ray Data's with ``ray``); None shows it only when
+            stderr is a terminal and the run has more than one batch.
     """
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     missing = [q for q in run if q not in queries]
     if missing:
         raise PolyrankError(f"{len(missing)} run queries have no query text, e.g. {missing[:3]}; "
                             "pass the queries file the run was made from")
     qids = sorted(run)
+    chunks = [qids[start:start + batch_size] for start in range(0, len(qids), batch_size)]
+    if progress is None:
+        import sys
+
+        progress = len(chunks) > 1 and sys.stderr.isatty()
+
+    def prepared(chunk: list[str]) -> tuple[tuple[list[Candidate], ...], tuple[list[str], ...]]:
+        return tuple(zip(*(_top_candidates(run[q], depth, corpus, q) for q in chunk)))  # type: ignore[return-value]
+
     out: Run = {}
-    for start in range(0, len(qids), batch_size):
-        chunk = qids[start:start + batch_size]
-        heads, tails = zip(*(_top_candidates(run[q], depth, corpus, q) for q in chunk))
-        scored = reranker.score_batch([queries[q] for q in chunk], heads)
+    name = reranker.name_or_path if hasattr(reranker, "name_or_path") else type(reranker).__name__
+
+    def assemble(chunk: list[str], heads: Sequence[list[Candidate]], tails: Sequence[list[str]],
+                 scored: Sequence[Any]) -> None:
+        if len(scored) != len(chunk):
+            raise PolyrankError(f"{name}.score_batch returned {len(scored)} score arrays for {len(chunk)} queries")
         for qid, head, tail, scores in zip(chunk, heads, tails, scored):
-            scores = _checked_scores(scores, len(head), type(reranker).__name__)
+            scores = _checked_scores(scores, len(head), name)
             out[qid] = {c.id: float(s) for c, s in zip(head, scores)}
             out[qid].update(zip(tail, tail_scores(scores, len(tail)).tolist()))
+
+    if ray is not None:
+        from polyrank.shared.scale.ray_rerank import RerankerSpec, score_batches
+
+        spec = RerankerSpec.of(reranker)
+        name = str(spec.name_or_path or getattr(spec.builder, "__name__", "reranker"))
+        parts = [prepared(chunk) for chunk in chunks]
+        scored_all = score_batches(spec, [([queries[q] for q in chunk], list(heads))
+                                          for chunk, (heads, _) in zip(chunks, parts)],
+                                   address=ray, actors=actors, num_gpus=num_gpus, progress=bool(progress))
+        for chunk, (heads, tails), scored in zip(chunks, parts, scored_all):
+            assemble(chunk, heads, tails, scored)
+        return out
+
+    if not isinstance(reranker, Reranker):
+        from polyrank.shared.scale.session import RerankerSpec
+
+        reranker = RerankerSpec.of(reranker).build()
+        name = type(reranker).__name__
+    with _progress(progress, len(qids)) as advance:
+        for chunk in chunks:
+            heads, tails = prepared(chunk)
+            assemble(chunk, heads, tails, reranker.score_batch([queries[q] for q in chunk], heads))
+            advance(len(chunk))
     return out
+
+
+@contextlib.contextmanager
+def _progress(show: bool, n_queries: int) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar over queries on stderr when ``show``; otherwise a no-op."""
+    if not show:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    columns = (TextColumn("reranking"), BarColumn(), MofNCompleteColumn(), TextColumn("queries"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("rerank", total=n_queries)
+        yield lambda n: bar.advance(task, n)
