@@ -54,7 +54,7 @@ def _text_example(tmp_path):
 
 
 EXAMPLES = {"superglobal": _superglobal_example, "mtm": _mtm_example, "ranknovo": _ranknovo_example,
-            "text": _text_example}
+            "text": _text_example, "crosslingual": _text_example}
 TINY = list_rerankers("*.tiny")
 
 
