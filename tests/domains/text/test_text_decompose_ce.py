@@ -175,3 +175,32 @@ def test_decomposition_over_a_candidate_store_of_llm_embeddings():
     pools = searcher(texts, 2)
     assert reranker.retrieve_run({"q": "q?"}, searcher)["q"] == merge_pools(pools)
     assert len(pools) == 3 and all(len(p) == 2 for p in pools)
+
+
+def test_cli_fit_listwise_config_trains_groups_and_serves_them(tmp_path):
+    """configs/text/cross_encoder_listwise_tiny.yaml: the data module yields (query, positive, [negatives]) groups,
+    the module trains with loss="listwise", and the registry serves that last.ckpt."""
+    from polyrank.domains.text.cross_encoder import BeirPairsDataModule
+    from polyrank.shared.cli import main
+    from polyrank.shared.cross_encoder import CrossEncoderModule
+
+    folder = _beir(tmp_path / "beir")
+    data = BeirPairsDataModule(str(folder), negatives="bm25", negatives_per_positive=2, loss="listwise")
+    data.setup()
+    # guards: groups built with a relevant passage among the negatives, or BCE pairs handed to the listwise step
+    assert len(data.pairs) == 6 and all(len(negs) == 2 and pos.startswith(q.removeprefix("tell me about "))
+                                        and not any(n.startswith(q.removeprefix("tell me about ")) for n in negs)
+                                        for q, pos, negs in data.pairs)
+    root = tmp_path / "run"
+    assert main(["fit", "--config", str(REPO / "configs/text/cross_encoder_listwise_tiny.yaml"),
+                 "--trainer.default_root_dir", str(root), f"--data.init_args.folder={folder}",
+                 "--trainer.max_epochs=1"]) == 0
+    ckpt = root / "checkpoints" / "last.ckpt"
+    module = CrossEncoderModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    assert module.hparams.loss == "listwise"
+    served = load("text.cross_encoder.tiny", checkpoint=ckpt, device="cpu")
+    docs = ["glacier ice melting explained in detail", "unrelated note number 3 about coffee bean roasting"]
+    with torch.no_grad():
+        expected = module(["tell me about glacier ice melting"] * 2, docs).double().numpy()
+    np.testing.assert_allclose(served.score("tell me about glacier ice melting", as_candidates(list(enumerate(docs)))),
+                               expected, atol=1e-5)
