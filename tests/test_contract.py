@@ -53,8 +53,20 @@ def _text_example(tmp_path):
                                                   ("p3", "At altitude water boils at a lower temperature.")]
 
 
+def _docimage_example(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pages = []
+    for i in range(3):
+        path = tmp_path / f"page{i}.png"
+        Image.fromarray(rng.integers(0, 255, (64 + 8 * i, 48, 3), dtype=np.uint8)).save(path)
+        pages.append((f"report.pdf#{i}", {"image": str(path), "text": f"page {i}: revenue grew {10 + i}%"}))
+    return "how much did revenue grow", pages
+
+
 EXAMPLES = {"superglobal": _superglobal_example, "mtm": _mtm_example, "ranknovo": _ranknovo_example,
-            "text": _text_example, "crosslingual": _text_example}
+            "text": _text_example, "crosslingual": _text_example, "docimage": _docimage_example}
 TINY = list_rerankers("*.tiny")
 
 
@@ -120,7 +132,7 @@ def test_domain_imports_stay_light():
 
     code = ("import sys, polyrank.shared, polyrank.shared.registry as r; r.list_rerankers(); "
             "import polyrank.domains.superglobal, polyrank.domains.mtm, polyrank.domains.ranknovo, "
-            "polyrank.domains.text, polyrank.shared.llm; "
+            "polyrank.domains.text, polyrank.domains.docimage, polyrank.domains.crosslingual, polyrank.shared.llm; "
             "heavy = [m for m in ('torch', 'transformers', 'timm', 'lightning', 'faiss', 'pyteomics') "
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
