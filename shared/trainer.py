@@ -69,6 +69,34 @@ def resolve_strategy(strategy: str, devices: int | str, num_nodes: int) -> str:
     return "ddp" if n_devices > 1 or num_nodes > 1 else "auto"
 
 
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """Shuffles ``range(n)`` by a permutation drawn from ``(seed, epoch)`` alone; Lightning calls :meth:`set_epoch`.
+
+    A ``DataLoader(shuffle=True, generator=torch.Generator().manual_seed(seed))`` draws epoch k's order from a
+    generator that lives in the loader: a run resumed at epoch k rebuilds the loader and replays epoch 0's order,
+    so it does not end with the weights of an uninterrupted run. Here the order depends on nothing else.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def shuffled_loader(items: Any, batch_size: int, seed: int, collate_fn: Callable | None = list,
+                    **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A training DataLoader over ``items`` shuffled by :class:`EpochShuffle` (exact on resume)."""
+    return torch.utils.data.DataLoader(items, batch_size=batch_size, sampler=EpochShuffle(len(items), seed),
+                                       collate_fn=collate_fn, **kwargs)
+
+
 class RNGStateCheckpoint(Callback):
     """Saves the Python, NumPy and torch (CPU and CUDA) RNG states in each checkpoint and restores them,
     so that a run resumed from ``last.ckpt`` draws the same shuffles and dropout masks as an

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import lightning as L
 import numpy as np
-import torch
 
 from polyrank.shared.cross_encoder import CrossEncoder, CrossEncoderReranker, build_cross_encoder
 from polyrank.shared.errors import PolyrankError
@@ -193,7 +192,6 @@ class BeirPairsDataModule(L.LightningDataModule):
             self.pairs = listwise_groups({q: queries[q] for q in judged}, corpus, qrels, pools, per, self.hparams.seed)
 
     def train_dataloader(self):
-        from torch.utils.data import DataLoader
+        from polyrank.shared.trainer import shuffled_loader
 
-        return DataLoader(self.pairs, batch_size=self.hparams.batch_size, shuffle=True, collate_fn=list,
-                          generator=torch.Generator().manual_seed(self.hparams.seed))
+        return shuffled_loader(self.pairs, self.hparams.batch_size, self.hparams.seed)

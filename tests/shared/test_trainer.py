@@ -213,3 +213,32 @@ def test_atomic_checkpoint_io_replaces_in_one_rename_and_removes_stale_temporari
     io.save_checkpoint({"w": torch.arange(3)}, target)
     assert torch.equal(io.load_checkpoint(target)["w"], torch.arange(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, "last.ckpt"]
+
+
+def test_shuffled_loader_replays_each_epoch_exactly_after_a_rebuild():
+    """A resumed run rebuilds its loaders: epoch k must then be drawn as in the uninterrupted run. A loader holding
+    ``torch.Generator().manual_seed(seed)`` fails this (its epoch k after a rebuild is epoch 0's order)."""
+    from polyrank.shared.trainer import shuffled_loader
+
+    def order(loader, epoch):
+        loader.sampler.set_epoch(epoch)
+        return [x for batch in loader for x in batch]
+
+    running = shuffled_loader(list(range(20)), 4, seed=5)
+    uninterrupted = [order(running, e) for e in range(3)]
+    assert len({tuple(o) for o in uninterrupted}) == 3 and all(sorted(o) == list(range(20)) for o in uninterrupted)
+    assert order(shuffled_loader(list(range(20)), 4, seed=5), 2) == uninterrupted[2]
+    assert order(shuffled_loader(list(range(20)), 4, seed=6), 0) != uninterrupted[0]
+
+
+@pytest.mark.parametrize("module", ["polyrank.domains.text.training.data:PointwiseDataModule",
+                                    "polyrank.domains.text.cross_encoder:BeirPairsDataModule"])
+def test_text_training_loaders_shuffle_by_epoch(module):
+    import importlib
+
+    from polyrank.shared.trainer import EpochShuffle
+
+    path, name = module.split(":")
+    dm = getattr(importlib.import_module(path), name)()
+    dm.setup("fit")
+    assert isinstance(dm.train_dataloader().sampler, EpochShuffle)

@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 import lightning as L
 import numpy as np
-import torch
 
 from polyrank.shared.errors import FormatError, PolyrankError
 from polyrank.shared.protocol import tie_break_order
@@ -248,10 +247,9 @@ class RecipeDataModule(L.LightningDataModule):
             raise PolyrankError("no training item could be built (no query has both a positive and a negative)")
 
     def train_dataloader(self):
-        from torch.utils.data import DataLoader
+        from polyrank.shared.trainer import shuffled_loader
 
-        return DataLoader(self.train_items, batch_size=self.hparams.batch_size, shuffle=True, collate_fn=list,
-                          generator=torch.Generator().manual_seed(self.hparams.seed))
+        return shuffled_loader(self.train_items, self.hparams.batch_size, self.hparams.seed)
 
     def val_dataloader(self):
         from torch.utils.data import DataLoader

@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
 from polyrank.domains.text.training.data import RecipeDataModule, TrainingSet
 from polyrank.shared.llm.parsers import parse_bracketed_label
@@ -58,32 +57,7 @@ def prorank_stage1_reward(text: str, label: float, format_reward: float = 0.1) -
     return 1.0 if answer == ("1" if label >= 0.5 else "0") else format_reward
 
 
-class EpochShuffle(Sampler[int]):
-    """A permutation of ``range(n)`` drawn from ``(seed, epoch)``; Lightning calls :meth:`set_epoch` each epoch."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class _EpochShuffled:
-    def train_dataloader(self):
-        from torch.utils.data import DataLoader
-
-        items = self.train_items  # type: ignore[attr-defined]
-        return DataLoader(items, batch_size=self.hparams.batch_size,  # type: ignore[attr-defined]
-                          sampler=EpochShuffle(len(items), self.hparams.seed), collate_fn=list)  # type: ignore
-
-
-class SetwiseDataModule(_EpochShuffled, RecipeDataModule):
+class SetwiseDataModule(RecipeDataModule):
     """Rank-R1 items: a query and a shuffled set of ``set_size`` documents holding one judged positive (the gold).
 
     Args:
@@ -134,7 +108,7 @@ class SetwiseDataModule(_EpochShuffled, RecipeDataModule):
         return out
 
 
-class BinaryRelevanceDataModule(_EpochShuffled, RecipeDataModule):
+class BinaryRelevanceDataModule(RecipeDataModule):
     """ProRank stage-1 items ``{query, document, label}``: up to ``positives_per_query`` judged positives of each
     query (label 1) and ``negatives_per_positive`` negatives per positive (label 0, never a judged positive).
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from polyrank.domains.text.training.grpo_recipes import (BinaryRelevanceDataModule, EpochShuffle,
+from polyrank.domains.text.training.grpo_recipes import (BinaryRelevanceDataModule,
                                                          ProRankStage1Module, RankR1Module, SetwiseDataModule,
                                                          prorank_stage1_reward, rank_r1_reward)
 from polyrank.shared.cli import main
+from polyrank.shared.trainer import EpochShuffle
 
 pytest.importorskip("peft")
 CONFIGS = Path(__file__).parents[3] / "configs" / "text"
