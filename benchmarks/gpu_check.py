@@ -148,6 +148,14 @@ def time_mtm_epoch(timeout_s: int = 420) -> dict:
                 "projected_250k_steps_h": 250_000 * wall / steps / 3600}
 
 
+def time_grpo_bf16() -> dict:
+    """One LoRA GRPO step in bf16 vs fp32 on the GPU (benchmarks/rl.py): seconds, finiteness, gradient agreement."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from rl import gpu_grpo_check
+
+    return gpu_grpo_check()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/gpu_check.json")
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CUDA device: {results['device']}; running pytest -m gpu ...", flush=True)
     results["pytest"] = run_gpu_tests(args.pytest_timeout, out.with_suffix(".junit.xml"), args.tests)
     print(f"pytest -m gpu: rc={results['pytest']['rc']} in {results['pytest']['duration_s']}s", flush=True)
-    timings = [("store_search", time_store), ("train_step", time_train_step)]
+    timings = [("store_search", time_store), ("train_step", time_train_step), ("grpo_bf16", time_grpo_bf16)]
     if args.mtm_epoch:
         timings.append(("mtm_epoch", time_mtm_epoch))
     for name, fn in timings:
