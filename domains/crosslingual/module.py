@@ -216,8 +216,11 @@ class RankingModule(_SparseMixin, L.LightningModule):
         k: LT-SFT trainable entries (the paper's rf-equivalent table: rf16 = 894,528, rf32 = 451,872 for mBERT).
         full_steps: LT-SFT full fine-tuning steps before the top-K selection.
         l1: LT-SFT L1 weight toward theta0.
-        include_embeddings: LT-SFT may select word-embedding entries.
+        include_embeddings: LT-SFT may select word-embedding entries; for ``full``, train the word embeddings
+            (false: freeze them; on a 250k-vocabulary base their AdamW update is most of a CPU step).
         lr: AdamW learning rate (the paper: 2e-5).
+        head_lr: learning rate of the new relevance head ``classifier.*`` (None: ``lr``); a fresh head at an
+            encoder's fine-tuning rate barely leaves its random start in a short run.
         weight_decay: AdamW weight decay (none on biases and LayerNorms).
         warmup_ratio: share of the steps with a linear warm-up (then linear decay).
         max_length: tokens of a (query, passage) pair, longest part truncated first.
@@ -231,7 +234,7 @@ class RankingModule(_SparseMixin, L.LightningModule):
                  language_module: str | None = None, source_language: str = "en", reduction_factor: float = 16.0,
                  k: int = 1000, full_steps: int = 10, l1: float = 0.0, include_embeddings: bool = True,
                  lr: float = 2e-5, weight_decay: float = 0.01, warmup_ratio: float = 0.1, max_length: int = 256,
-                 seed: int = 0, export_dir: str | None = None) -> None:
+                 seed: int = 0, export_dir: str | None = None, head_lr: float | None = None) -> None:
         super().__init__()
         source_language = M.language_code(source_language)
         self.save_hyperparameters()
@@ -271,6 +274,8 @@ class RankingModule(_SparseMixin, L.LightningModule):
                 p.requires_grad_(n.startswith("classifier.") or ("LayerNorm" not in n and (
                     include_embeddings or "word_embeddings" not in n)))
             self._init_sft()
+        elif not include_embeddings:
+            self.model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
 
     def forward(self, queries: list[str], documents: list[str]) -> torch.Tensor:
         batch = self.tokenizer(list(queries), list(documents), padding=True, truncation="longest_first",
@@ -288,8 +293,11 @@ class RankingModule(_SparseMixin, L.LightningModule):
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
-        opt = torch.optim.AdamW(_decay_groups(list(self.model.named_parameters()), self.hparams.weight_decay),
-                                lr=self.hparams.lr)
+        named = list(self.model.named_parameters())
+        groups = _decay_groups([(n, p) for n, p in named if not n.startswith("classifier.")], self.hparams.weight_decay)
+        head = _decay_groups([(n, p) for n, p in named if n.startswith("classifier.")], self.hparams.weight_decay)
+        head_lr = self.hparams.get("head_lr") or self.hparams.lr
+        opt = torch.optim.AdamW(groups + [{**g, "lr": head_lr} for g in head], lr=self.hparams.lr)
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         sched = get_linear_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * steps), steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
