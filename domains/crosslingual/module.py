@@ -348,10 +348,10 @@ def _export(module: L.LightningModule) -> None:
 
 
 def _seeded_loader(items: list[Any], batch_size: int, seed: int):
-    from torch.utils.data import DataLoader
+    """Shuffled by (seed, epoch): a resumed run replays the uninterrupted run's epoch order."""
+    from polyrank.shared.trainer import shuffled_loader
 
-    return DataLoader(items, batch_size=batch_size, shuffle=True, collate_fn=list,
-                      generator=torch.Generator().manual_seed(seed))
+    return shuffled_loader(items, batch_size, seed)
 
 
 class TextFolderDataModule(L.LightningDataModule):
