@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	for b in benchmarks/*.py; do [ "$$b" = benchmarks/gpu_check.py ] || $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do [ "$$b" = benchmarks/gpu_check.py ] || $(BIN)/python $$b || exit 1; done
 
 gpu-check: install
 	$(BIN)/python benchmarks/gpu_check.py

@@ -19,50 +19,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _cross_encoder import checked_gap, msmarco_pairs, sentence_transformers_twin
+from _timing import interleaved_best
 
 WORDS = ("water boils at a lower temperature at altitude because the air pressure is lower and the molecules "
          "escape the liquid sooner than at sea level where the pressure is higher so cooking takes longer").split()
 
 
 def _pairs(n: int) -> tuple[list[str], list[str], str]:
-    from polyrank.shared.reproduce import data_dir
-    from polyrank.shared.runs import load_beir
-
-    root = data_dir()
-    folder = Path(root) / "text" / "beir" / "msmarco" if root else None
-    if folder is not None and folder.is_dir():
-        corpus, queries, _ = load_beir(folder)
-        passages = [f"{v.get('title', '')} {v['text']}".strip() for v in list(corpus.values())[:n]]
-        texts = list(queries.values())
-        return [texts[i % len(texts)] for i in range(len(passages))], passages, "msmarco"
-    rng = np.random.default_rng(0)
-    docs = [" ".join(rng.choice(WORDS, int(rng.integers(10, 121)))) for _ in range(n)]
-    return [" ".join(rng.choice(WORDS, 8)) for _ in range(n)], docs, "generated passages of 10-120 words"
-
-
-class _ClsState(torch.nn.Module):
-    """Stands in for BERT's pooler: the ``[CLS]`` state itself (so the head sees what ours sees)."""
-
-    def forward(self, hidden_states):
-        return hidden_states[:, 0]
-
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return msmarco_pairs(n, WORDS, np.random.default_rng(0))
 
 
 def speed(base: str, n: int, max_length: int, batch_size: int, repeats: int) -> None:
-    from sentence_transformers import CrossEncoder as STCrossEncoder
-
     from polyrank.domains.crosslingual import model as M
     from polyrank.domains.crosslingual.module import LanguageModule, RankingModule
 
@@ -72,28 +43,19 @@ def speed(base: str, n: int, max_length: int, batch_size: int, repeats: int) -> 
     b = M.build_base(base)
     ours = M.CrosslingualReranker(b.model, b.tokenizer, "bench", max_length=max_length, batch_size=batch_size,
                                   device="cpu")
-    st = STCrossEncoder(folder, num_labels=1, max_length=max_length, device="cpu", activation_fn=torch.nn.Identity())
-    network = st[0].model
-    network.bert.pooler = _ClsState()
-    network.bert.load_state_dict(b.model.bert.state_dict(), strict=True)
-    network.classifier.load_state_dict(b.model.classifier.state_dict(), strict=True)
+    st = sentence_transformers_twin(folder, b.model, max_length)
     queries, docs, source = _pairs(n)
     st_pairs = list(zip(queries, docs))
-    a = ours.score_pairs(queries, docs)
-    s = np.asarray(st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64)
-    gap = float(np.abs(a - s).max())
-    if gap > 1e-3:
-        raise SystemExit(f"scores differ from sentence-transformers' by {gap:.2e}; not timing")
+    gap = checked_gap(ours.score_pairs(queries, docs),
+                      st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False), 1e-3)
     la = LanguageModule(language="en", base=base, seed=0).export()
     ra = RankingModule(kind="adapter", base=base, seed=0).export()
     stacked = M.build_reranker("bench", base, ra, {"en": la}, M.Setup("en", "en"), max_length=max_length,
                                batch_size=batch_size, device="cpu")
-    ours_t, st_t, stack_t = [], [], []
-    for _ in range(repeats):  # interleaved, so load from other processes hits all alike
-        ours_t.append(_best(lambda: ours.score_pairs(queries, docs), 1))
-        st_t.append(_best(lambda: st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False), 1))
-        stack_t.append(_best(lambda: stacked.score_pairs(queries, docs), 1))
-    rate = {k: len(docs) / min(v) for k, v in (("ours", ours_t), ("st", st_t), ("stack", stack_t))}
+    best = interleaved_best({"ours": lambda: ours.score_pairs(queries, docs),
+                             "st": lambda: st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False),
+                             "stack": lambda: stacked.score_pairs(queries, docs)}, repeats)
+    rate = {k: len(docs) / seconds for k, seconds in best.items()}
     print(f"base {base}: {len(docs)} pairs ({source}), max_length {max_length}, batch {batch_size}, CPU "
           f"{torch.get_num_threads()} threads; scores agree with sentence-transformers within {gap:.1e}")
     print(f"pairs/s  polyrank {rate['ours']:7.1f}   sentence-transformers {rate['st']:7.1f}   ratio "

@@ -14,9 +14,9 @@ generation" row forces ``--gen-tokens`` new tokens (``min_new_tokens``), a short
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _timing import interleaved_best
 
 QUESTION = ("According to the report, which subgroup among Hispanics gained the most confidence in their personal "
             "finances from 2008 to 2015, and by how many percentage points did it change?")
@@ -32,15 +32,6 @@ def _question() -> str:
 
         return read_annotations(path)[0].questions[2].text
     return QUESTION
-
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -75,10 +66,9 @@ def main() -> None:
         reuse = RagLLaVAReranker(lm, "bench", reuse_prefix=True, **options)
         plain = RagLLaVAReranker(lm, "bench", reuse_prefix=False, **options)
         np.testing.assert_allclose(reuse.score(question, pages), plain.score(question, pages), atol=1e-4)
-        t_reuse = t_plain = float("inf")
-        for _ in range(args.repeats):
-            t_plain = min(t_plain, _best(lambda: plain.score(question, pages), 1))
-            t_reuse = min(t_reuse, _best(lambda: reuse.score(question, pages), 1))
+        best = interleaved_best({"plain": lambda: plain.score(question, pages),
+                                 "reuse": lambda: reuse.score(question, pages)}, args.repeats)
+        t_plain, t_reuse = best["plain"], best["reuse"]
         rows.append((f"{label}: pointwise, no prefix reuse", args.pages / t_plain, 1.0))
         rows.append((f"{label}: pointwise, prefix reuse", args.pages / t_reuse, t_plain / t_reuse))
         print(rows[-2:], flush=True)
@@ -93,10 +83,10 @@ def main() -> None:
     window = pages[: min(9, args.pages)]  # ids 1..9: single tokens also for digit-splitting tokenizers (Qwen)
     single = MMR5Reranker(vlm, "bench", mode="first_token", max_candidates=len(window))
     prompt = prompt_input(vlm, question, [c.content for c in window], True)
-    t_single = t_gen = float("inf")
-    for _ in range(args.repeats):
-        t_single = min(t_single, _best(lambda: single.score(question, window), 1))
-        t_gen = min(t_gen, _best(lambda: generate(vlm, [prompt], args.gen_tokens, min_new_tokens=args.gen_tokens), 1))
+    best = interleaved_best({"single": lambda: single.score(question, window),
+                             "gen": lambda: generate(vlm, [prompt], args.gen_tokens, min_new_tokens=args.gen_tokens)},
+                            args.repeats)
+    t_single, t_gen = best["single"], best["gen"]
     rows.append((f"{vlm.source}: listwise {len(window)} pages, full generation ({args.gen_tokens} tokens)",
                  len(window) / t_gen, 1.0))
     rows.append((f"{vlm.source}: listwise {len(window)} pages, single pass (first_token)", len(window) / t_single,

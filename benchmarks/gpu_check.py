@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import best_time
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,15 +50,6 @@ def run_gpu_tests(timeout_s: int, junit: Path, paths: list[str]) -> dict:
     return result
 
 
-def _best(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def time_store(n: int = 200_000, dim: int = 64, n_queries: int = 10_000) -> dict:
     """CandidateStore search throughput, CPU (all cores) vs GPU, and how often their top-10 agree."""
     from polyrank.shared.store import CandidateStore
@@ -76,7 +68,7 @@ def time_store(n: int = 200_000, dim: int = 64, n_queries: int = 10_000) -> dict
             store.train(xb[:50_000])
             store.add(np.arange(n), xb)
             store.search(xq[:10], 10)  # builds the GPU copy outside the timing
-            row[f"{device}_qps"] = n_queries / _best(lambda: store.search(xq, 10))
+            row[f"{device}_qps"] = n_queries / best_time(lambda: store.search(xq, 10))
             found[device] = store.search(xq, 10)[1]
         row["gpu_speedup"] = row["cuda_qps"] / row["cpu_qps"]
         row["top10_agreement"] = float((found["cpu"][:, :, None] == found["cuda"][:, None, :]).any(-1).mean())
@@ -105,7 +97,7 @@ def time_train_step(steps: int = 10) -> dict:
                 torch.cuda.synchronize()
 
         step()  # warm-up (cuBLAS handles, autotuning)
-        return 1e3 * _best(lambda: [step() for _ in range(n)], repeats=2) / n
+        return 1e3 * best_time(lambda: [step() for _ in range(n)], repeats=2) / n
 
     cpu = step_time("cpu", None, max(1, steps // 5))
     out = {"cpu_fp32_ms": cpu}

@@ -30,10 +30,10 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from _timing import best_time
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ("the a query document relevant passage yes no answer think is of to and in water boils at lower "
@@ -68,15 +68,6 @@ def _reward(samples) -> torch.Tensor:
     return torch.tensor([[float(sum(map(ord, t)) % 7) for t in group] for group in samples.texts_by_prompt()])
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def sampling_speed(lm, prompts, group: int, new_tokens: int, repeats: int) -> dict:
     from polyrank.shared.rl.sampling import sample_group
 
@@ -88,7 +79,7 @@ def sampling_speed(lm, prompts, group: int, new_tokens: int, repeats: int) -> di
             s = sample_group(lm, prompts, group, new_tokens, seed=0, max_batch_size=batch)
             tokens.append(int(s.completion_mask.sum()))
 
-        seconds = _best(run, repeats)
+        seconds = best_time(run, repeats)
         out[label] = {"seconds": seconds, "tokens": tokens[-1], "tokens_per_s": tokens[-1] / seconds}
     out["speedup"] = out["batched"]["tokens_per_s"] / out["one_at_a_time"]["tokens_per_s"]
     return out
@@ -167,7 +158,7 @@ def step_speed(lm, prompts, group: int, new_tokens: int, repeats: int) -> dict:
             tokens.append(grpo_step(lm, policy, prompts, group, new_tokens, one_at_a_time=one, optimizer=optimizer)
                           ["tokens"])
 
-        out[label] = {"seconds": _best(run, repeats), "tokens": tokens[-1]}
+        out[label] = {"seconds": best_time(run, repeats), "tokens": tokens[-1]}
     out["speedup"] = out["one_at_a_time"]["seconds"] / out["batched"]["seconds"]
     return out
 
@@ -280,7 +271,7 @@ def gpu_grpo_check(model: str = "tiny", prompts: int = 4, group: int = 8, new_to
 
         torch.cuda.reset_peak_memory_stats()
         finite = bool(torch.isfinite(torch.tensor(grads[label][0])))
-        out[label] = {"seconds": _best(timed, repeats), "loss_finite": finite,
+        out[label] = {"seconds": best_time(timed, repeats), "loss_finite": finite,
                       "grads_finite": bool(torch.isfinite(grads[label][1]).all()),
                       "peak_bytes": torch.cuda.max_memory_allocated(), "model": name}
         lm = policy = optimizer = None  # free this precision's model before the next one

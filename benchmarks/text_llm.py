@@ -23,11 +23,11 @@ interleaved.
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _cross_encoder import checked_gap, msmarco_pairs, sentence_transformers_twin
+from _timing import best_time, interleaved_best
 
 WORDS = ("water boils at a lower temperature at altitude because the air pressure is lower and the molecules "
          "escape the liquid sooner than at sea level where the pressure is higher so cooking takes longer there "
@@ -44,79 +44,32 @@ def _model(choice: str):
                 return load_causal_lm(smollm2_gguf(), device="cpu"), "SmolLM2-135M-Instruct"
         except Exception as exc:  # not installed: fall back to a random model of moderate size
             print(f"SmolLM2 unavailable ({exc}); using a random Llama")
-        return tiny_causal_lm("llama", words=WORDS, hidden_size=256, num_layers=4, num_heads=8,
+        # "yes"/"no" are whole words so the pointwise read-out's labels are single tokens
+        return tiny_causal_lm("llama", words=[*WORDS, "yes", "no"], hidden_size=256, num_layers=4, num_heads=8,
                               num_kv_heads=4), "random Llama (hidden 256, 4 layers)"
     return load_causal_lm(choice, device="cpu"), choice
-
-
-def _timed(fn, repeats: int = 3) -> float:
-    """Best of ``repeats`` timed calls after a warm-up: the minimum is the least disturbed by other processes."""
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def _ce_pairs(n: int, rng: np.random.Generator) -> tuple[list[str], list[str], str]:
-    """``n`` (query, passage) pairs: msmarco from the shared data folder when present, else generated."""
-    from polyrank.shared.reproduce import data_dir
-    from polyrank.shared.runs import load_beir
-
-    root = data_dir()
-    folder = Path(root) / "text" / "beir" / "msmarco" if root else None
-    if folder is not None and folder.is_dir():
-        corpus, queries, _ = load_beir(folder)
-        passages = [f"{v.get('title', '')} {v['text']}".strip() for v in list(corpus.values())[:n]]
-        texts = list(queries.values())
-        return [texts[i % len(texts)] for i in range(len(passages))], passages, f"msmarco ({folder})"
-    docs = [" ".join(rng.choice(WORDS, int(rng.integers(10, 121)))) for _ in range(n)]
-    return [" ".join(rng.choice(WORDS, 8)) for _ in range(n)], docs, "generated passages of 10-120 words"
-
-
-class _ClsState(torch.nn.Module):
-    """Stands in for BERT's pooler: the ``[CLS]`` state itself (so the head sees what ours sees)."""
-
-    def forward(self, hidden_states):
-        return hidden_states[:, 0]
 
 
 def cross_encoder_benchmark(pairs: int, max_length: int, repeats: int, batch_size: int = 32) -> None:
     """Our :class:`CrossEncoderReranker` vs sentence-transformers ``CrossEncoder.predict``: same weights, same
     pairs; prints pairs/s and the ratio (target >= 1.0x)."""
-    from sentence_transformers import CrossEncoder as STCrossEncoder
-
     from polyrank.shared.cross_encoder import CrossEncoderReranker, build_cross_encoder
     from polyrank.shared.text_encoder import minilm_path
 
     ours, tokenizer = build_cross_encoder(seed=0)
     reranker = CrossEncoderReranker(ours, tokenizer, max_length=max_length, batch_size=batch_size, device="cpu")
-    st = STCrossEncoder(str(minilm_path()), num_labels=1, max_length=max_length, device="cpu",
-                        activation_fn=torch.nn.Identity())
-    network = st[0].model
-    network.bert.pooler = _ClsState()
-    network.bert.load_state_dict(ours.bert.state_dict(), strict=True)
-    network.classifier.load_state_dict(ours.classifier.state_dict(), strict=True)
-    queries, docs, source = _ce_pairs(pairs, np.random.default_rng(0))
+    st = sentence_transformers_twin(minilm_path(), ours, max_length)
+    queries, docs, source = msmarco_pairs(pairs, WORDS, np.random.default_rng(0))
     st_pairs = list(zip(queries, docs))
-    a = reranker.score_pairs(queries, docs)
-    b = np.asarray(st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64)
-    gap = float(np.abs(a - b).max())
-    if gap > 1e-4:
-        raise SystemExit(f"cross-encoder scores differ from sentence-transformers' by {gap:.2e}; not timing")
+    gap = checked_gap(reranker.score_pairs(queries, docs),
+                      st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False), 1e-4,
+                      "cross-encoder scores")
     lengths = [len(ids) for ids in tokenizer(queries, docs, truncation="longest_first",
                                              max_length=max_length)["input_ids"]]
-    ours_t, st_t = [], []
-    for _ in range(repeats):  # interleaved, so load from other processes hits both alike
-        start = time.perf_counter()
-        reranker.score_pairs(queries, docs)
-        ours_t.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False)
-        st_t.append(time.perf_counter() - start)
-    ours_rate, st_rate = len(docs) / min(ours_t), len(docs) / min(st_t)
+    best = interleaved_best({"ours": lambda: reranker.score_pairs(queries, docs),
+                             "st": lambda: st.predict(st_pairs, batch_size=batch_size, show_progress_bar=False)},
+                            repeats)
+    ours_rate, st_rate = len(docs) / best["ours"], len(docs) / best["st"]
     print(f"cross-encoder all-MiniLM-L6-v2 + fresh head, {len(docs)} pairs from {source}, max_length {max_length} "
           f"(pair tokens median {int(np.median(lengths))}, max {max(lengths)}), batch {batch_size}, CPU "
           f"{torch.get_num_threads()} threads; scores agree within {gap:.1e}")
@@ -157,13 +110,14 @@ def main() -> None:
     before, after = probe.prompt_parts(queries[0])
     prefix_tokens = len(lm.encode(before))  # Qwen3-Reranker system prompt + default instruction + query
     suffix_tokens = np.mean([len(lm.encode(c.content)) + len(lm.encode(after)) for c in lists[0]])
-    with_reuse, without = _timed(pointwise(True), args.repeats), _timed(pointwise(False), args.repeats)
+    with_reuse = best_time(pointwise(True), args.repeats, warmup=True)
+    without = best_time(pointwise(False), args.repeats, warmup=True)
     one_step = FirstReranker(lm, "text.first", max_words=args.words)
     forced = FirstReranker(lm, "text.first", mode="generate", max_words=args.words, force_length=True)
     free = FirstReranker(lm, "text.first", mode="generate", max_words=args.words)
-    logits_s = _timed(lambda: [one_step.score(q, c) for q, c in zip(queries, lists)], args.repeats)
-    forced_s = _timed(lambda: [forced.score(q, c) for q, c in zip(queries, lists)], args.repeats)
-    free_s = _timed(lambda: [free.score(q, c) for q, c in zip(queries, lists)], args.repeats)
+    logits_s = best_time(lambda: [one_step.score(q, c) for q, c in zip(queries, lists)], args.repeats, warmup=True)
+    forced_s = best_time(lambda: [forced.score(q, c) for q, c in zip(queries, lists)], args.repeats, warmup=True)
+    free_s = best_time(lambda: [free.score(q, c) for q, c in zip(queries, lists)], args.repeats, warmup=True)
     window = min(args.candidates, one_step.window)
     print(f"model: {label}; {args.queries} queries x {args.candidates} candidates of {args.words} words, CPU")
     n = args.candidates

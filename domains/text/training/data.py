@@ -196,8 +196,12 @@ class RecipeDataModule(L.LightningDataModule):
         depth: hard negatives come from the first this many documents of the run (or BM25).
         max_queries: use at most this many training queries (None: all).
         val_queries: hold out this many queries (the last ones) for validation (0: no validation).
-        batch_size: items per batch.
-        seed: seed of the window/pair sampling and of the shuffling (own generators; global RNG untouched).
+        batch_size: items (windows, pairs, prompts) per batch.
+        seed: seed of the item sampling (windows, sets, negatives) and of the per-epoch shuffling (own generators;
+            global RNG untouched).
+
+    A recipe's DataModule subclasses it, implements :meth:`items` and takes its own settings keyword-only, passing
+    these on as ``**kwargs`` (so they are documented here once; ``polyrank fit --help`` follows them).
     """
 
     def __init__(self, format: Literal["beir", "triples", "id_triples"] = "beir", path: str | None = None,
@@ -265,31 +269,16 @@ class FirstDataModule(RecipeDataModule):
     orderings of FIRST's training set).
 
     Args:
-        format: ``beir`` (folder + run), ``triples`` (text triples tsv) or ``id_triples`` (id triples tsv).
-        path: the BEIR folder (None: the embedded Cranfield collection) or the triples file.
-        run: ``beir``: first-stage TREC run giving the hard negatives (None: BM25 over the corpus).
-        split: ``beir``: the qrels split (``qrels/<split>.tsv``).
-        collection: ``id_triples``: the ``pid \\t passage`` file.
-        queries: ``id_triples``: the ``qid \\t query`` file.
-        qrels: ``id_triples``: optional TREC qrels (more judged positives, never negatives).
-        depth: hard negatives come from the first this many documents of the run (or BM25).
-        max_queries: use at most this many training queries (None: all).
-        val_queries: hold out this many queries (the last ones) for validation (0: no validation).
-        batch_size: windows per batch.
-        seed: seed of the window sampling and of the shuffling (own generators; global RNG untouched).
         window: passages per window (FIRST: 20; at most 26 identifiers).
         max_positives: at most this many positives per window.
+        **kwargs: the data source, ``batch_size`` (windows per batch, default 4) and ``seed`` of
+            :class:`RecipeDataModule`.
     """
 
-    def __init__(self, format: Literal["beir", "triples", "id_triples"] = "beir", path: str | None = None,
-                 run: str | None = None, split: str = "train", collection: str | None = None,
-                 queries: str | None = None, qrels: str | None = None, depth: int = 100,
-                 max_queries: int | None = None, val_queries: int = 0, batch_size: int = 4, seed: int = 0,
-                 window: int = 20, max_positives: int = 3) -> None:
+    def __init__(self, *, window: int = 20, max_positives: int = 3, **kwargs: Any) -> None:
         if not 2 <= window <= 26:
             raise PolyrankError(f"window must be between 2 and 26 (alphabetic identifiers), got {window}")
-        super().__init__(format, path, run, split, collection, queries, qrels, depth, max_queries, val_queries,
-                         batch_size, seed)
+        super().__init__(**kwargs)
 
     def items(self, data: TrainingSet, rng: np.random.Generator) -> list[dict[str, Any]]:
         out = []
@@ -309,31 +298,16 @@ class PointwiseDataModule(RecipeDataModule):
     and ``negatives_per_positive`` hard negatives with label 0.
 
     Args:
-        format: ``beir`` (folder + run), ``triples`` (text triples tsv) or ``id_triples`` (id triples tsv).
-        path: the BEIR folder (None: the embedded Cranfield collection) or the triples file.
-        run: ``beir``: first-stage TREC run giving the hard negatives (None: BM25 over the corpus).
-        split: ``beir``: the qrels split (``qrels/<split>.tsv``).
-        collection: ``id_triples``: the ``pid \\t passage`` file.
-        queries: ``id_triples``: the ``qid \\t query`` file.
-        qrels: ``id_triples``: optional TREC qrels (more judged positives, never negatives).
-        depth: hard negatives come from the first this many documents of the run (or BM25).
-        max_queries: use at most this many training queries (None: all).
-        val_queries: hold out this many queries (the last ones) for validation (0: no validation).
         batch_size: pairs per batch.
-        seed: seed of the shuffling (own generator; global RNG untouched).
         negatives_per_positive: hard negatives (first-stage order) per positive.
         max_grade: the grade that maps to label 1 (None: the highest grade in the training data).
         max_positives: at most this many positives per query, highest grades first (None: all).
+        **kwargs: the data source and ``seed`` of :class:`RecipeDataModule`.
     """
 
-    def __init__(self, format: Literal["beir", "triples", "id_triples"] = "beir", path: str | None = None,
-                 run: str | None = None, split: str = "train", collection: str | None = None,
-                 queries: str | None = None, qrels: str | None = None, depth: int = 100,
-                 max_queries: int | None = None, val_queries: int = 0, batch_size: int = 8, seed: int = 0,
-                 negatives_per_positive: int = 1, max_grade: int | None = None,
-                 max_positives: int | None = None) -> None:
-        super().__init__(format, path, run, split, collection, queries, qrels, depth, max_queries, val_queries,
-                         batch_size, seed)
+    def __init__(self, *, batch_size: int = 8, negatives_per_positive: int = 1, max_grade: int | None = None,
+                 max_positives: int | None = None, **kwargs: Any) -> None:
+        super().__init__(batch_size=batch_size, **kwargs)
 
     def items(self, data: TrainingSet, rng: np.random.Generator) -> list[dict[str, Any]]:
         top = self.hparams.max_grade or max((g for q in data.queries for g in q.positives.values()), default=1)

