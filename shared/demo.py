@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from polyrank.shared.evaluation import MissingQueriesWarning
 from polyrank.shared.report import ReportSection
 
 logger = logging.getLogger(__name__)
@@ -49,18 +51,34 @@ def run_demos(out_dir: Path, only: list[str] | None = None, skip_core: bool = Fa
             continue
         start = time.perf_counter()
         logger.info("demo %s: running", name)
-        try:
-            section = job(DemoContext(out_dir / name, data, device=device))
-        except Exception as exc:  # one broken demo must not hide the others' results
-            logger.exception("demo %s failed", name)
-            failed.append(name)
-            section = ReportSection(f"{name}: FAILED", notes=[f"{type(exc).__name__}: {exc}"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingQueriesWarning)
+            try:
+                section = job(DemoContext(out_dir / name, data, device=device))
+            except Exception as exc:  # one broken demo must not hide the others' results
+                logger.exception("demo %s failed", name)
+                failed.append(name)
+                section = ReportSection(f"{name}: FAILED", notes=[f"{type(exc).__name__}: {exc}"])
+        section.notes += _diluted_figures(caught)
         section.notes.append(f"{name} demo ran in {time.perf_counter() - start:.1f} s")
         sections.append(section)
     print_tables(sections)
     report = write_html_report(sections, out_dir / "report.html", title="polyrank demo")
     logger.info("report written to %s", report)
     return failed
+
+
+def _diluted_figures(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Report notes for the evaluations of a section that averaged absent judged queries in as 0 (a run of a query
+    subset scored against the whole qrels: its figures are diluted, so the report says so), other warnings re-issued."""
+    notes = []
+    for w in caught:
+        if issubclass(w.category, MissingQueriesWarning):
+            logger.warning("%s:%d: %s", w.filename, w.lineno, w.message)
+            notes.append(f"WARNING, diluted figure: {w.message} ({Path(w.filename).name}:{w.lineno})")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return list(dict.fromkeys(notes))
 
 
 def run_text_pipeline(ctx: DemoContext) -> ReportSection:

@@ -220,7 +220,9 @@ def _rerankers(env, split, parts, first, first_label, cosine, base, strong, figu
     val_qrels = {q: data.qrels[q] for q in val}
     test_qrels = {q: data.qrels[q] for q in test}
     chosen, _ = choose_on_validation({k: v for k, v in val_runs.items() if k in test_runs}, val_qrels)
-    val_mrr = {label: _mrr(run, val_qrels) for label, run in val_runs.items()}
+    # a trained reranker's validation run covers only its curve claims: each run is averaged over its own claims
+    val_mrr = {label: _mrr(run, {q: val_qrels[q] for q in run if q in val_qrels})
+               for label, run in val_runs.items()}
     base, strong, own = _cut(base, test), _cut(strong, test), test_runs[NONE]
     train_pos = {d for q in parts["train"] for d in data.qrels.get(q, {})}
     rows = []
