@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # CPU cost on this project's 2-core machine (e5-small, batch 16, 128 tokens): a ranking-adapter step ~1.7 s over a
 # language adapter, a full fine-tuning step ~2.2 s with the 250k x 384 word embeddings frozen (their dense gradient
 # + AdamW update add ~1-3 s a step), an MLM step (batch 8, 64 tokens) ~0.8 s, scoring ~40 ms a pair.
-# Measured (held-out msmarco / 20 arcd queries, BM25 top 20, nDCG@10; BM25 0.729 / 0.735; notes/closing note):
+# Measured (held-out msmarco / 20 arcd queries, BM25 top 20, nDCG@10; BM25 0.729 / 0.735; issue 16 closing note):
 # * a ranking adapter at lr 5e-4 on ~1:1 pairs stays at its start for ~100 steps, then passes BM25 on both by step
 #   150 (300 steps: 0.761 / 0.779); full fine-tuning at 3e-5 passes BM25 on msmarco by step 150 (0.742);
 # * the paper's 1:4 at the same 300 steps (0.4 epoch, a fifth of the positives per batch) stays below BM25 (ranking
