@@ -400,3 +400,16 @@ def build_trainer(
         log_every_n_steps=log_every_n_steps, num_sanity_val_steps=num_sanity_val_steps,
         enable_model_summary=False, plugins=[AtomicCheckpointIO()],
     )
+
+
+class StepLosses(L.Callback):
+    """Keeps the training loss of every optimiser step in ``.losses`` (a learning curve for reports and demos)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.losses.append(float(loss))

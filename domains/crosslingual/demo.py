@@ -63,28 +63,13 @@ RA_ALONE = "ranking adapter without a language adapter"
 BI = "e5 bi-encoder, untrained (cosine; the baseline to beat)"
 
 
-def _loss_collector():
-    """A Lightning callback collecting the per-step training loss (the learning curve) in ``.values``."""
-    import lightning as L
-
-    class Collector(L.Callback):
-        def __init__(self) -> None:
-            self.values: list[float] = []
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.values.append(float(loss))
-
-    return Collector()
-
-
 def _fit(module, items: list[Any], steps: int, batch: int, seed: int, root: Path) -> tuple[list[float], float]:
     import torch
     from torch.utils.data import DataLoader
 
-    from polyrank.shared.trainer import build_trainer
+    from polyrank.shared.trainer import StepLosses, build_trainer
 
-    losses = _loss_collector()
+    losses = StepLosses()
     loader = DataLoader(items, batch_size=batch, shuffle=True, collate_fn=list,
                         generator=torch.Generator().manual_seed(seed))
     start, cpu0 = time.perf_counter(), _cpu()
@@ -96,10 +81,10 @@ def _fit(module, items: list[Any], steps: int, batch: int, seed: int, root: Path
             module, train_dataloaders=loader)
     module.eval()
     secs = time.perf_counter() - start
-    first, last = (losses.values[0], losses.values[-1]) if losses.values else (float("nan"), float("nan"))
+    first, last = (losses.losses[0], losses.losses[-1]) if losses.losses else (float("nan"), float("nan"))
     logger.info("crosslingual demo: trained %s for %d steps in %.0f s wall, %.0f CPU-s (loss %.3f -> %.3f)",
                 root.name, steps, secs, _cpu() - cpu0, first, last)
-    return losses.values, secs
+    return losses.losses, secs
 
 
 def _texts(corpus: dict[str, dict[str, str]]) -> dict[str, str]:

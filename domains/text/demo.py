@@ -85,21 +85,6 @@ def split_queries(qids: list[str], held_out: float, seed: int) -> tuple[list[str
     return sorted(order[cut:], key=key), sorted(order[:cut], key=key)
 
 
-def _loss_curve():
-    """A Lightning callback keeping the training loss of every step in ``.losses``."""
-    import lightning as L
-
-    class LossCurve(L.Callback):
-        def __init__(self) -> None:
-            self.losses: list[float] = []
-
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.losses.append(float(loss))
-
-    return LossCurve()
-
-
 def curve_summary(losses: list[float], points: int = 5) -> str:
     """The mean loss over ``points`` consecutive step ranges, e.g. ``steps 1-8: 1.386, 9-16: 1.201, ...``."""
     if not losses:
@@ -119,6 +104,7 @@ def cranfield_cross_encoder(ctx: DemoContext, settings: dict[str, Any] | None = 
     from polyrank.shared.cross_encoder import CrossEncoderReranker, build_cross_encoder, fit_cross_encoder
     from polyrank.shared.embedded import locate
     from polyrank.shared.protocol import rerank_run
+    from polyrank.shared.trainer import StepLosses
 
     f = dict(settings or CE_SETTINGS["full" if full_mode() else "quick"])
     found = locate("cranfield", ctx.data_dir)
@@ -147,7 +133,7 @@ def cranfield_cross_encoder(ctx: DemoContext, settings: dict[str, Any] | None = 
     untrained, tokenizer = build_cross_encoder(seed=ctx.seed, tiny=f["tiny"])
     reranked("MiniLM cross-encoder, untrained head", CrossEncoderReranker(untrained, tokenizer, f["max_length"],
                                                                           device=device))
-    curve = _loss_curve()
+    curve = StepLosses()
     began = time.perf_counter()
     steps = f["steps"]
     batches_per_epoch = math.ceil(len(groups) / f["groups_per_batch"])

@@ -242,3 +242,28 @@ def test_text_training_loaders_shuffle_by_epoch(module):
     dm = getattr(importlib.import_module(path), name)()
     dm.setup("fit")
     assert isinstance(dm.train_dataloader().sampler, EpochShuffle)
+
+
+def test_step_losses_records_the_loss_of_every_optimiser_step(tmp_path):
+    import lightning as L
+    import torch
+
+    from polyrank.shared.trainer import StepLosses, build_trainer
+
+    class Fit(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return ((self.w - 3.0) ** 2).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    curve = StepLosses()
+    loader = torch.utils.data.DataLoader(list(range(4)), batch_size=1)
+    build_trainer(default_root_dir=tmp_path, max_steps=4, max_epochs=None, progress_bar="none", loggers=False,
+                  enable_checkpointing=False, accelerator="cpu", callbacks=[curve]).fit(Fit(), loader)
+    # w after k SGD steps on (w - 3)^2 with lr 0.1: 3 - 3 * 0.8^k; the loss before step k+1 is (3 * 0.8^k)^2
+    assert curve.losses == pytest.approx([(3 * 0.8 ** k) ** 2 for k in range(4)])
