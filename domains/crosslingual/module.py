@@ -67,6 +67,22 @@ def _decay_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) -
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
+def linear_phases(phases: list[int], warmup_ratio: float):
+    """LR factor per step: within each phase a linear warm-up over ``warmup_ratio`` of it, then linear decay to 0
+    (transformers' linear schedule). One phase for adapters and full fine-tuning; LT-SFT restarts the schedule at
+    its sparse phase, as composable-sft builds a new optimizer and scheduler for each phase (``lt_sft.py``)."""
+
+    def factor(step: int) -> float:
+        for length in phases:
+            if step < length:
+                warm = int(warmup_ratio * length)
+                return step / warm if step < warm else (length - step) / max(1, length - warm)
+            step -= length
+        return 0.0
+
+    return factor
+
+
 class _SparseMixin:
     """LT-SFT phases inside one Lightning fit: full FT for ``full_steps``, then top-K selection, reset to theta0 and
     masked training for ``sparse_steps`` (trainer.max_steps must be their sum)."""
@@ -222,7 +238,8 @@ class RankingModule(_SparseMixin, L.LightningModule):
         head_lr: learning rate of the new relevance head ``classifier.*`` (None: ``lr``); a fresh head at an
             encoder's fine-tuning rate barely leaves its random start in a short run.
         weight_decay: AdamW weight decay (none on biases and LayerNorms).
-        warmup_ratio: share of the steps with a linear warm-up (then linear decay).
+        warmup_ratio: share of the steps with a linear warm-up, then linear decay to 0 (for LT-SFT: of each phase,
+            the schedule restarting at the sparse phase, as in composable-sft).
         max_length: tokens of a (query, passage) pair, longest part truncated first.
         seed: seed of the new weights.
         export_dir: where the module file is written at the end of training (None: <default_root_dir>/module).
@@ -291,15 +308,15 @@ class RankingModule(_SparseMixin, L.LightningModule):
         return loss + (self._l1() if self.hparams.kind == "sft" else 0.0)
 
     def configure_optimizers(self):
-        from transformers import get_linear_schedule_with_warmup
-
         named = list(self.model.named_parameters())
         groups = _decay_groups([(n, p) for n, p in named if not n.startswith("classifier.")], self.hparams.weight_decay)
         head = _decay_groups([(n, p) for n, p in named if n.startswith("classifier.")], self.hparams.weight_decay)
         head_lr = self.hparams.get("head_lr") or self.hparams.lr
         opt = torch.optim.AdamW(groups + [{**g, "lr": head_lr} for g in head], lr=self.hparams.lr)
         steps = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = get_linear_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * steps), steps)
+        full = min(int(self.hparams.full_steps), steps)
+        phases = [full, steps - full] if self.hparams.kind == "sft" and full < steps else [steps]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_phases(phases, self.hparams.warmup_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def trainable_parameters(self) -> int:

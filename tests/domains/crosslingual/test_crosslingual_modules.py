@@ -129,6 +129,31 @@ def test_lt_sft_ranking_module_moves_exactly_k_entries_from_theta0(tmp_path):
         assert abs(module.eval()(QUERIES, DOCS).numpy() - r.score_pairs(QUERIES, DOCS)).max() < 1e-5
 
 
+def test_lt_sft_restarts_the_learning_rate_schedule_at_its_sparse_phase(tmp_path):
+    # guards: one linear decay over both phases left the sparse phase, where the kept entries are trained from
+    # theta0, at half the rate and falling; composable-sft builds a new optimizer and scheduler for each phase
+    import lightning as L
+
+    from polyrank.domains.crosslingual.module import RankingDataModule, linear_phases
+    from polyrank.shared.trainer import build_trainer
+
+    class Rates(L.Callback):
+        def __init__(self):
+            self.rates = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    rates = Rates()
+    module = RankingModule(kind="sft", base="tiny", k=300, full_steps=3, lr=0.01, warmup_ratio=0.0, seed=0)
+    build_trainer(default_root_dir=tmp_path, max_epochs=None, max_steps=7, progress_bar="none", loggers=False,
+                  enable_checkpointing=False, seed=None, accelerator="cpu", callbacks=[rates]).fit(
+        module, datamodule=RankingDataModule(batch_size=4))
+    assert [round(r / 0.01, 6) for r in rates.rates] == [1, 0.666667, 0.333333, 1, 0.75, 0.5, 0.25]
+    warm = linear_phases([10], 0.2)  # one phase: transformers' linear schedule with warm-up
+    assert [warm(s) for s in (0, 1, 2, 6, 10, 11)] == [0, 0.5, 1, 0.5, 0, 0]
+
+
 def test_learning_sanity_on_a_tiny_bilingual_set():
     # full fine-tuning of the tiny model separates positives from negatives in both languages within a few steps
     module = RankingModule(kind="full", base="tiny", lr=1e-3, seed=0)
