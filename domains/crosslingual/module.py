@@ -109,6 +109,14 @@ class _SparseMixin:
                 params[n].data.copy_(value.to(params[n].device))
         for opt in self.trainer.optimizers:
             opt.state.clear()
+        sparse_lr = self.hparams.get("sparse_lr")
+        if sparse_lr:  # the body's rate in the sparse phase; the head keeps its own
+            for config in self.trainer.lr_scheduler_configs:
+                sched = config.scheduler
+                groups = sched.optimizer.param_groups
+                sched.base_lrs = [base if g.get("head") else sparse_lr for base, g in zip(sched.base_lrs, groups)]
+                for group, base, factor in zip(groups, sched.base_lrs, sched.lr_lambdas):
+                    group["lr"] = base * factor(sched.last_epoch)  # this step already runs at the new rate
         self.gradient_masks = sft.GradientMasks(self.model, self.masks, self.theta0)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -145,6 +153,9 @@ class LanguageModule(_SparseMixin, L.LightningModule):
         max_length: tokens per passage.
         seed: seed of new weights and of the masking.
         export_dir: where the module file is written at the end of training (None: <default_root_dir>/module).
+        head_warmup_steps: first train only the MLM head for this many steps, the encoder run without gradients (0:
+            none, as in the paper, whose mBERT ships a pretrained MLM head). e5 ships none, so without a warm-up the
+            language module's first updates serve a random decoder transform rather than the language.
     """
 
     head_prefix = "mlm_head."
@@ -152,7 +163,8 @@ class LanguageModule(_SparseMixin, L.LightningModule):
     def __init__(self, language: str = "en", kind: Literal["adapter", "sft"] = "adapter", base: str = "tiny",
                  reduction_factor: float = 2.0, invertible: bool = True, k: int = 1000, full_steps: int = 10,
                  l1: float = 0.0, include_embeddings: bool = True, lr: float = 1e-4, mlm_probability: float = 0.15,
-                 max_length: int = 128, seed: int = 0, export_dir: str | None = None) -> None:
+                 max_length: int = 128, seed: int = 0, export_dir: str | None = None,
+                 head_warmup_steps: int = 0) -> None:
         super().__init__()
         language = M.language_code(language)
         self.save_hyperparameters()
@@ -185,9 +197,10 @@ class LanguageModule(_SparseMixin, L.LightningModule):
         ids, labels = mask_tokens(enc["input_ids"], special, self.tokenizer.mask_token_id,
                                   self.model.bert.config.vocab_size, self.hparams.mlm_probability, self.generator)
         enc["input_ids"] = ids
-        hidden = self.model.bert(**enc.to(self.device)).last_hidden_state
-        if self.hparams.kind == "adapter" and self.hparams.invertible:
-            hidden = self.model.bert.invertible_adapters_forward(hidden, rev=True)  # MAD-X: inverse before the head
+        with torch.set_grad_enabled(self.global_step >= self.hparams.get("head_warmup_steps", 0)):
+            hidden = self.model.bert(**enc.to(self.device)).last_hidden_state
+            if self.hparams.kind == "adapter" and self.hparams.invertible:
+                hidden = self.model.bert.invertible_adapters_forward(hidden, rev=True)  # MAD-X: inverse before head
         picked = labels.to(self.device) != -100
         logits = self.mlm_head(hidden[picked])
         loss = nn.functional.cross_entropy(logits.float(), labels.to(self.device)[picked])
@@ -232,6 +245,8 @@ class RankingModule(_SparseMixin, L.LightningModule):
         k: LT-SFT trainable entries (the paper's rf-equivalent table: rf16 = 894,528, rf32 = 451,872 for mBERT).
         full_steps: LT-SFT full fine-tuning steps before the top-K selection.
         l1: LT-SFT L1 weight toward theta0.
+        sparse_lr: LT-SFT learning rate of the encoder in the sparse phase (None: ``lr``, as composable-sft); the K
+            kept entries may need a larger rate than full fine-tuning in a short run, as adapters do.
         include_embeddings: LT-SFT may select word-embedding entries; for ``full``, train the word embeddings
             (false: freeze them; on a 250k-vocabulary base their AdamW update is most of a CPU step).
         lr: AdamW learning rate (the paper: 2e-5).
@@ -251,7 +266,8 @@ class RankingModule(_SparseMixin, L.LightningModule):
                  language_module: str | None = None, source_language: str = "en", reduction_factor: float = 16.0,
                  k: int = 1000, full_steps: int = 10, l1: float = 0.0, include_embeddings: bool = True,
                  lr: float = 2e-5, weight_decay: float = 0.01, warmup_ratio: float = 0.1, max_length: int = 256,
-                 seed: int = 0, export_dir: str | None = None, head_lr: float | None = None) -> None:
+                 seed: int = 0, export_dir: str | None = None, head_lr: float | None = None,
+                 sparse_lr: float | None = None) -> None:
         super().__init__()
         source_language = M.language_code(source_language)
         self.save_hyperparameters()
@@ -312,7 +328,7 @@ class RankingModule(_SparseMixin, L.LightningModule):
         groups = _decay_groups([(n, p) for n, p in named if not n.startswith("classifier.")], self.hparams.weight_decay)
         head = _decay_groups([(n, p) for n, p in named if n.startswith("classifier.")], self.hparams.weight_decay)
         head_lr = self.hparams.get("head_lr") or self.hparams.lr
-        opt = torch.optim.AdamW(groups + [{**g, "lr": head_lr} for g in head], lr=self.hparams.lr)
+        opt = torch.optim.AdamW(groups + [{**g, "lr": head_lr, "head": True} for g in head], lr=self.hparams.lr)
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         full = min(int(self.hparams.full_steps), steps)
         phases = [full, steps - full] if self.hparams.kind == "sft" and full < steps else [steps]

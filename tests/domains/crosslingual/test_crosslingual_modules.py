@@ -139,10 +139,11 @@ def test_lt_sft_restarts_the_learning_rate_schedule_at_its_sparse_phase(tmp_path
 
     class Rates(L.Callback):
         def __init__(self):
-            self.rates = []
+            self.rates, self.heads = [], []
 
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):  # the rate this step applies
+            self.rates.append(optimizer.param_groups[0]["lr"])
+            self.heads.append({g["lr"] for g in optimizer.param_groups if g.get("head")})
 
     rates = Rates()
     module = RankingModule(kind="sft", base="tiny", k=300, full_steps=3, lr=0.01, warmup_ratio=0.0, seed=0)
@@ -150,8 +151,43 @@ def test_lt_sft_restarts_the_learning_rate_schedule_at_its_sparse_phase(tmp_path
                   enable_checkpointing=False, seed=None, accelerator="cpu", callbacks=[rates]).fit(
         module, datamodule=RankingDataModule(batch_size=4))
     assert [round(r / 0.01, 6) for r in rates.rates] == [1, 0.666667, 0.333333, 1, 0.75, 0.5, 0.25]
+    # sparse_lr: the encoder's rate in the sparse phase only; the relevance head keeps head_lr throughout
+    rates = Rates()
+    module = RankingModule(kind="sft", base="tiny", k=300, full_steps=2, lr=0.01, sparse_lr=0.1, head_lr=0.5,
+                           warmup_ratio=0.0, seed=0)
+    build_trainer(default_root_dir=tmp_path / "s", max_epochs=None, max_steps=4, progress_bar="none", loggers=False,
+                  enable_checkpointing=False, seed=None, accelerator="cpu", callbacks=[rates]).fit(
+        module, datamodule=RankingDataModule(batch_size=4))
+    assert [round(r, 6) for r in rates.rates] == [0.01, 0.005, 0.1, 0.05]
+    assert rates.heads == [{0.5}, {0.25}, {0.5}, {0.25}]
     warm = linear_phases([10], 0.2)  # one phase: transformers' linear schedule with warm-up
     assert [warm(s) for s in (0, 1, 2, 6, 10, 11)] == [0, 0.5, 1, 0.5, 0, 0]
+
+
+def test_language_module_head_warmup_trains_only_the_mlm_head_first(tmp_path):
+    # guards: during head_warmup_steps the language adapter must stay at its start (e5 ships no MLM head, so its
+    # first updates would serve a random decoder) and the head must learn; afterwards the adapter trains too
+    from polyrank.domains.crosslingual.module import TextFolderDataModule
+    from polyrank.shared.trainer import build_trainer
+
+    module = LanguageModule(language="en", base="tiny", lr=0.01, seed=0, head_warmup_steps=3)
+    adapter = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    head = module.mlm_head.dense.weight.detach().clone()
+
+    def fit(steps: int, root) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build_trainer(default_root_dir=root, max_epochs=None, max_steps=steps, progress_bar="none",
+                          loggers=False, enable_checkpointing=False, seed=None, accelerator="cpu").fit(
+                module, datamodule=TextFolderDataModule(batch_size=4))
+
+    fit(3, tmp_path / "a")
+    assert adapter and all(torch.equal(p.detach(), adapter[n]) for n, p in module.model.named_parameters()
+                           if n in adapter)
+    assert not torch.equal(module.mlm_head.dense.weight.detach(), head)
+    module.hparams.head_warmup_steps = 0  # go on past the warm-up (a fresh trainer restarts global_step)
+    fit(2, tmp_path / "b")
+    assert any(not torch.equal(p.detach(), adapter[n]) for n, p in module.model.named_parameters() if n in adapter)
 
 
 def test_learning_sanity_on_a_tiny_bilingual_set():
