@@ -25,7 +25,7 @@ def test_the_demo_pipeline_reports_every_system_on_the_evaluated_queries_only(sh
 
     cfg = {**demo.DEFAULT, "base": "tiny", "bi_encoder": False, "mlm_steps": 2, "rank_steps": 3, "batch": 4,
            "mlm_batch": 4, "mlm_len": 32, "rank_len": 48, "depth": 5, "max_positives": 2, "arcd_queries": 5,
-           "per_positive": 4, "sft": True, "sft_full": 2, "hc4": False}
+           "per_positive": 4, "sft": True, "sft_full": 2, "mlm_head_warmup": 1, "hc4": False}
     ctx = DemoContext(tmp_path, shared_data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
