@@ -99,8 +99,12 @@ class _SparseMixin:
         return self.hparams.l1 * sft.l1_to_start(self.model, self.theta0, self.maskable)
 
     def _maybe_switch(self) -> None:
-        if self.masks is not None or self.global_step < self.hparams.full_steps:
-            return
+        if self.masks is None and self.global_step >= self.hparams.full_steps:
+            self._switch()
+        if self.masks is not None and self.gradient_masks is None:  # after the switch, or resumed past it
+            self.gradient_masks = sft.GradientMasks(self.model, self.masks, self.theta0)
+
+    def _switch(self) -> None:
         params = dict(self.model.named_parameters())
         deltas = {n: params[n].detach().cpu() - self.theta0[n] for n in self.maskable}
         self.masks = sft.select_topk(deltas, min(int(self.hparams.k), sum(d.numel() for d in deltas.values())))
@@ -117,7 +121,29 @@ class _SparseMixin:
                 sched.base_lrs = [base if g.get("head") else sparse_lr for base, g in zip(sched.base_lrs, groups)]
                 for group, base, factor in zip(groups, sched.base_lrs, sched.lr_lambdas):
                     group["lr"] = base * factor(sched.last_epoch)  # this step already runs at the new rate
-        self.gradient_masks = sft.GradientMasks(self.model, self.masks, self.theta0)
+
+    def _theta0_checksum(self) -> float:
+        return float(sum(t.double().abs().sum() for t in self.theta0.values()))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Past the switch, ``last.ckpt`` keeps the masks (bit-packed), so a resumed run goes on in its sparse phase
+        instead of selecting again and resetting to theta0 (the optimiser and scheduler states, with ``sparse_lr``,
+        are Lightning's). theta0 itself is rebuilt from the base, so only its checksum is kept, to refuse a resume
+        under another base or seed."""
+        if getattr(self, "masks", None) is not None:
+            checkpoint["lt_sft"] = {"masks": sft.pack_masks(self.masks), "theta0_checksum": self._theta0_checksum()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("lt_sft")
+        if state is None or not hasattr(self, "theta0"):
+            return
+        mine, theirs = self._theta0_checksum(), state["theta0_checksum"]
+        if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
+            raise PolyrankError(f"this LT-SFT checkpoint was trained from other start weights (theta0 checksum "
+                                f"{theirs:.6g}, this module's {mine:.6g}): resume it with the base, seed and "
+                                "include_embeddings of the run that wrote it (its hparams are in the checkpoint)")
+        self.masks = sft.unpack_masks(state["masks"])
+        self.gradient_masks = None  # rebuilt on the parameters' device at the next training batch
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.hparams.kind == "sft":

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,6 +84,22 @@ def select_topk(deltas: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tens
     for name, d in deltas.items():
         masks[name] = keep[start:start + d.numel()].view(d.shape)
         start += d.numel()
+    return masks
+
+
+def pack_masks(masks: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor | list[int]]]:
+    """Masks as bits (one byte per 8 entries) with their shapes, for checkpoints."""
+    return {n: {"bits": torch.from_numpy(np.packbits(m.cpu().numpy().ravel())), "shape": list(m.shape)}
+            for n, m in masks.items()}
+
+
+def unpack_masks(packed: dict[str, dict[str, torch.Tensor | list[int]]]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`pack_masks`."""
+    masks = {}
+    for name, entry in packed.items():
+        n = int(np.prod(entry["shape"]))
+        bits = np.unpackbits(entry["bits"].numpy(), count=n).astype(bool)
+        masks[name] = torch.from_numpy(bits).view(entry["shape"])
     return masks
 
 

@@ -276,3 +276,45 @@ def test_length_sorted_batches_return_scores_in_input_order_and_rerank_run_keeps
     out = rerank_run(first, r, {"q": queries[0]}, corpus, depth=3)
     order = sorted(out["q"], key=lambda d: -out["q"][d])
     assert sorted(order[:3]) == ["d0", "d1", "d2"] and order[3:] == [f"d{i}" for i in range(3, len(docs))]
+
+
+def test_lt_sft_resumed_in_its_sparse_phase_goes_on_from_its_checkpoint(tmp_path):
+    # guards: a run stopped after the top-K switch and resumed from last.ckpt must keep its masks, its sparse-phase
+    # weights and its sparse_lr; selecting again on resume reset every weight to theta0 and lost the sparse steps
+    # already taken. Oracle: one resumed step equals the uninterrupted run's same step (both schedules planned for
+    # max_steps=6, stopped by a callback, as a kill would stop them)
+    import lightning as L
+
+    from polyrank.domains.crosslingual.module import RankingDataModule
+    from polyrank.shared.trainer import build_trainer
+
+    class StopAt(L.Callback):
+        def __init__(self, step):
+            self.step = step
+
+        def on_train_batch_end(self, trainer, *args):
+            trainer.should_stop = trainer.global_step >= self.step
+
+    def fit(root, stop, ckpt_path=None, seed=0):
+        module = RankingModule(kind="sft", base="tiny", k=300, full_steps=2, lr=0.01, sparse_lr=0.05,
+                               warmup_ratio=0.0, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build_trainer(default_root_dir=root, max_epochs=None, max_steps=6, progress_bar="none", loggers=False,
+                          accelerator="cpu", callbacks=[StopAt(stop)]).fit(
+                module, datamodule=RankingDataModule(batch_size=4), ckpt_path=ckpt_path)
+        return module
+
+    whole = fit(tmp_path / "whole", 5)
+    fit(tmp_path / "cut", 4)  # two steps into the sparse phase, at an epoch end (last.ckpt)
+    state = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 4 and "lt_sft" in state
+    resumed = fit(tmp_path / "cut", 5, ckpt_path="last")
+    assert all(torch.equal(resumed.masks[n], whole.masks[n]) for n in whole.masks)
+    expected = dict(whole.model.named_parameters())
+    for n, p in resumed.model.named_parameters():
+        assert torch.equal(p, expected[n]), n
+    assert resumed.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05 * 1 / 4)
+    assert resumed.sparse_diff().n_entries == whole.sparse_diff().n_entries
+    with pytest.raises(PolyrankError, match="other start weights"):  # another seed: another tiny theta0
+        fit(tmp_path / "cut", 5, ckpt_path="last", seed=1)
