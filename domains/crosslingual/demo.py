@@ -10,7 +10,7 @@ adapter Stack(LA_en, RA), the ranking adapter alone, Stack(LA_ar, RA), SFTM thet
 and training time. The untrained e5 bi-encoder reranking the same candidates is the baseline a trained
 cross-encoder must beat. HC4's English title+description against the human rus/fas/zho translations of the same
 topics checks cross-lingual matching of the base encoder (dense, CandidateStore).
-The comparison takes about 55 minutes on 2 CPU cores, so by default only the converter check runs;
+The comparison takes about 2 hours on 2 CPU cores (12,808 CPU-s measured), so by default only the converter check runs;
 ``POLYRANK_CROSSLINGUAL_TRAIN=1`` runs the comparison; ``POLYRANK_CROSSLINGUAL_FULL=1`` trains longer, at 1:4.
 """
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 # * the paper's 1:4 at the same 300 steps (0.4 epoch, a fifth of the positives per batch) stays below BM25 (ranking
 #   adapter 0.705 / 0.707, full fine-tuning 0.725 / 0.752 on 50 arcd queries), so the default balances the pairs 1:1
 #   and POLYRANK_CROSSLINGUAL_FULL=1 (600 steps) keeps the paper's 1:4. Fewer than ~150 steps show nothing, so
-#   POLYRANK_CROSSLINGUAL_TRAIN=1 trains 300 (about 55 minutes in all, SFTMs included);
+#   POLYRANK_CROSSLINGUAL_TRAIN=1 trains 300 (session 6, end to end: 7,175 s wall, 12,808 CPU-s, SFTMs included);
 # * session 5 (18 msmarco / 50 arcd queries; BM25 0.729 / 0.747, e5 bi-encoder 0.779 / 0.801; the modules and _fit
 #   of this file run one at a time at these settings, seed 0): with 100-step LAs and no MLM-head warm-up,
 #   Stack(LA_en, RA) 0.725 / 0.628, with the invertible part kept 0.721 / 0.628, RA trained with it dropped too
@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 #   With 100 head-only steps first: Stack(LA_en, RA) 0.745 / 0.727, Stack(LA_ar, RA) - / 0.706.
 # * ranking SFTM, one lr 1e-4 for 150 full + 150 sparse steps: the loss stays at ln 2 (0.57 / 0.20); with full FT's
 #   3e-5 for 100 full steps, then 3e-4 for 200 sparse ones (sparse_lr): 0.747 / 0.739.
+# * session 6, this demo end to end at DEFAULT (all modules in one process, so other RNG draws than one at a time):
+#   full FT 0.747 / 0.710, RA alone 0.750 / 0.690, Stack(LA_en, RA) 0.738 / 0.708, Stack(LA_ar, RA) - / 0.671,
+#   SFTM theta0 + phi_rank 0.750 / -, + phi_ar - / 0.728: every trained system beats BM25 in English (none
+#   significantly, 18 queries), none in Arabic; the seed-to-seed spread is about 0.01-0.03.
 DEFAULT = {"base": "e5", "bi_encoder": True, "mlm_steps": 100, "rank_steps": 300, "sft_full": 100, "batch": 16,
            "mlm_batch": 8, "mlm_len": 64, "rank_len": 128, "depth": 20, "max_positives": None, "per_positive": 1,
            "arcd_queries": 50, "ra_lr": 5e-4, "full_lr": 3e-5, "sft_lr": 3e-5, "sparse_lr": 3e-4, "head_lr": 1e-3,
@@ -131,12 +135,13 @@ def run_demo(ctx: DemoContext) -> ReportSection:
         return _without_data(ctx, out, start)
     if not full and os.environ.get("POLYRANK_CROSSLINGUAL_TRAIN") != "1":
         return _without_data(ctx, out, start, reason=(
-            "The module-training comparison takes about 55 minutes on 2 CPU cores and is off by default; run it with "
-            "POLYRANK_CROSSLINGUAL_TRAIN=1 (POLYRANK_CROSSLINGUAL_FULL=1: longer, 1:4). Last measured, module by "
-            "module at these settings (nDCG@10, BM25 top 20, msmarco held-out / arcd zero-shot): BM25 0.729 / "
-            "0.747, e5 bi-encoder 0.779 / 0.801, full fine-tuning 0.762 / 0.719, ranking adapter alone 0.756 / "
-            "0.698, Stack(LA_en, RA) 0.745 / 0.727, Stack(LA_ar, RA) - / 0.706, ranking SFTM 0.747 / 0.739: "
-            "every module beats BM25 in English, none in zero-shot Arabic, none beats the untrained bi-encoder."))
+            "The module-training comparison takes about 2 hours on 2 CPU cores and is off by default; run it with "
+            "POLYRANK_CROSSLINGUAL_TRAIN=1 (POLYRANK_CROSSLINGUAL_FULL=1: longer, 1:4). Last measured end to end "
+            "(2026-12-02; nDCG@10, BM25 top 20, msmarco held-out / arcd zero-shot): BM25 0.729 / "
+            "0.747, e5 bi-encoder 0.779 / 0.801, full fine-tuning 0.747 / 0.710, ranking adapter alone 0.750 / "
+            "0.690, Stack(LA_en, RA) 0.738 / 0.708, Stack(LA_ar, RA) - / 0.671, ranking SFTM 0.750 / -, SFTM + "
+            "phi_ar - / 0.728: every module beats BM25 in English, none in zero-shot Arabic, none beats the "
+            "untrained bi-encoder."))
     with set_seeds_locally(ctx.seed):
         tables, figures, extra = _pipeline(ctx, beir, out, cfg, M, LanguageModule, RankingModule, beir_pairs)
     notes += extra
