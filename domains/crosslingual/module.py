@@ -89,6 +89,7 @@ class _SparseMixin:
 
     def _init_sft(self) -> None:
         self.theta0 = {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        self.theta0_checksum = float(sum(t.double().abs().sum() for t in self.theta0.values()))  # resume guard
         self.maskable = [n for n in self.theta0 if sft.default_maskable(n, None) and not n.startswith(self.head_prefix)]
         self.masks: dict[str, torch.Tensor] | None = None
         self.gradient_masks: sft.GradientMasks | None = None
@@ -122,22 +123,19 @@ class _SparseMixin:
                 for group, base, factor in zip(groups, sched.base_lrs, sched.lr_lambdas):
                     group["lr"] = base * factor(sched.last_epoch)  # this step already runs at the new rate
 
-    def _theta0_checksum(self) -> float:
-        return float(sum(t.double().abs().sum() for t in self.theta0.values()))
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Past the switch, ``last.ckpt`` keeps the masks (bit-packed), so a resumed run goes on in its sparse phase
         instead of selecting again and resetting to theta0 (the optimiser and scheduler states, with ``sparse_lr``,
         are Lightning's). theta0 itself is rebuilt from the base, so only its checksum is kept, to refuse a resume
         under another base or seed."""
         if getattr(self, "masks", None) is not None:
-            checkpoint["lt_sft"] = {"masks": sft.pack_masks(self.masks), "theta0_checksum": self._theta0_checksum()}
+            checkpoint["lt_sft"] = {"masks": sft.pack_masks(self.masks), "theta0_checksum": self.theta0_checksum}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("lt_sft")
         if state is None or not hasattr(self, "theta0"):
             return
-        mine, theirs = self._theta0_checksum(), state["theta0_checksum"]
+        mine, theirs = self.theta0_checksum, state["theta0_checksum"]
         if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
             raise PolyrankError(f"this LT-SFT checkpoint was trained from other start weights (theta0 checksum "
                                 f"{theirs:.6g}, this module's {mine:.6g}): resume it with the base, seed and "
